@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultPrefix is the topic prefix used when none is configured.
@@ -130,9 +131,10 @@ func reserved(level string) bool {
 
 // CheckPrefix returns ErrBadPrefix unless prefix is one or more non-empty
 // topic levels without wildcards that does not start with '$' (topics
-// starting with '$' are the broker's own, [MQTT-4.7.2-1]).
+// starting with '$' are the broker's own, [MQTT-4.7.2-1]) and that is
+// valid UTF-8 [MQTT-4.7.3-2].
 func CheckPrefix(prefix string) error {
-	if prefix == "" || prefix[0] == '$' || strings.ContainsAny(prefix, "+#\x00") {
+	if prefix == "" || prefix[0] == '$' || strings.ContainsAny(prefix, "+#\x00") || !utf8.ValidString(prefix) {
 		return ErrBadPrefix
 	}
 	for _, level := range strings.Split(prefix, "/") {

@@ -1,0 +1,91 @@
+// Package bridge speaks the legacy lamp protocol (NodeMCU / ESP8266
+// firmware on a raw TCP socket) and translates it to and from MQTT
+// through a Bus.
+//
+// Server.ServeConn holds the whole protocol for one connection and closes
+// it; Server.Serve is only the accept loop. Each connection has one reader
+// (the ServeConn goroutine) and one writer goroutine fed by a bounded
+// queue, so a stuck lamp never blocks the broker or other lamps: when its
+// queue is full it is dropped.
+//
+// # Wire protocol v1
+//
+// Frames. A frame is one line. "\n", "\r\n" and a bare "\r" all end a
+// frame (Arduino println sends "\r\n", telnet-style firmware "\r"); blank
+// lines are ignored; frames may arrive split across TCP segments or many
+// per segment. A frame longer than MaxFrame bytes (default 1024,
+// terminator excluded) is answered with "ERR frame too long (max 1024
+// bytes)", the rest of it up to the next terminator is discarded, and the
+// connection stays usable; a frame that is not valid UTF-8 gets "ERR
+// invalid UTF-8". The reader's buffer never grows past MaxFrame+1 bytes.
+//
+// Identification. The first frame names the lamp:
+//
+//	HELLO kitchen
+//	HELLO kitchen s3cret
+//	{"id":"kitchen","brightness":512}
+//
+// The HELLO keyword is case-insensitive; the token is accepted and, until
+// tokens are enforced, ignored. In a JSON object, "id" identifies and the
+// other keys are the first report. An id matches ^[A-Za-z0-9_-]{1,64}$,
+// so it is always exactly one topic level ("a/b", "#" and "+" are
+// refused). Until a lamp identifies, every other frame gets "ERR not
+// identified" and publishes nothing; a connection that has not identified
+// within HandshakeTimeout (30 s) is closed. A successful HELLO gets no
+// reply, because legacy firmware does not expect one: the only lines the
+// gateway ever sends are commands and "ERR <reason>". A second HELLO for
+// the same id is ignored; for another id it gets "ERR already identified
+// as <id>".
+//
+// Reports. Text pairs key=value (or key:value), several per line
+// separated by spaces, tabs, commas or semicolons, or one JSON object:
+//
+//	brightness=512 ambient=830 mode=auto
+//	brightness:512,ambient:830;mode:auto
+//	{"brightness":512,"ambient":830,"mode":"auto"}
+//
+// A JSON report may carry "id", which must equal the connection's id,
+// else "ERR id mismatch" and nothing is published. Known keys are
+// validated (see package devices): brightness an integer 0..1023, ambient
+// an integer >= 0, mode auto|manual, power on|off (case-insensitive,
+// published in lower case). Other keys matching ^[a-z][a-z0-9_]{0,31}$
+// pass through unchanged; state, availability, error, ack and set are
+// reserved topic levels and refused as keys. A bad value refuses only its
+// key, e.g. "ERR brightness: out of range 0..1023", and the rest of the
+// frame is published. When a key appears twice in a frame the last one
+// counts. A lamp may report at most 64 distinct keys.
+//
+// Bad frames. One bad frame never closes a connection, but MaxBadFrames
+// (20) bad frames in a row do, after "ERR too many bad frames". A frame
+// is bad when nothing in it was usable.
+//
+// Commands. Apps publish lamp/<id>/<key>/set with a plain value or
+// lamp/<id>/set with a JSON object. A valid command is written to the
+// lamp as one frame in the dialect it last used, terminated with "\n":
+//
+//	brightness=700 mode=manual
+//	{"brightness":700,"mode":"manual"}
+//
+// Commands are validated like reports, and all or nothing: one refused
+// key refuses the whole command, writes nothing, and publishes a JSON
+// error to lamp/<id>/error. Pass-through command values may not contain
+// whitespace, ',' or ';', so that any lamp can parse them back. A command
+// for a lamp that is not connected is kept as desired state (newest value
+// per key) and written as one frame as soon as the lamp identifies. The
+// gateway never publishes state it has not heard from the lamp.
+//
+// Retained commands are one-shot. The embedded broker never stores them;
+// a retained command replayed by an external broker on subscription is
+// not executed, and its retained copy is cleared.
+//
+// # MQTT topics
+//
+// See package topics. Per lamp: retained lamp/<id>/<key> with the plain
+// value, published when a value changes and for each key's first report
+// on a connection; retained lamp/<id>/state, the JSON object of every key
+// reported so far, published once per frame that changed something;
+// retained lamp/<id>/availability, "online" once identified and "offline"
+// when the connection ends. When an id connects again while its old
+// connection is still open, the new connection takes over, the old one
+// is closed, and no "offline" is published.
+package bridge

@@ -1,0 +1,38 @@
+package bridge
+
+import "errors"
+
+// Errors of the wire protocol. Their text, without the "bridge: " prefix,
+// is what a lamp reads after "ERR ".
+var (
+	// ErrFrameTooLong means a line exceeded Options.MaxFrame bytes; the
+	// rest of it up to the next terminator is discarded.
+	ErrFrameTooLong = errors.New("bridge: frame too long")
+	// ErrInvalidUTF8 means a frame was not valid UTF-8.
+	ErrInvalidUTF8 = errors.New("bridge: invalid UTF-8")
+	// ErrMalformed means a frame is neither HELLO, key=value pairs nor a
+	// JSON object; it is wrapped with the detail.
+	ErrMalformed = errors.New("bridge: malformed frame")
+	// ErrBadID means an id does not match ^[A-Za-z0-9_-]{1,64}$.
+	ErrBadID = errors.New("bridge: invalid id")
+	// ErrNotIdentified means a frame other than an identification arrived
+	// before the lamp identified.
+	ErrNotIdentified = errors.New("bridge: not identified")
+	// ErrIDMismatch means a JSON frame's "id" differs from the session's.
+	ErrIDMismatch = errors.New("bridge: id mismatch")
+	// ErrAlreadyIdentified means a HELLO named a different id than the
+	// one the connection already speaks for.
+	ErrAlreadyIdentified = errors.New("bridge: already identified")
+	// ErrNoValues means every key of a frame was refused.
+	ErrNoValues = errors.New("bridge: no valid values")
+	// ErrTooManyBadFrames means the connection sent Options.MaxBadFrames
+	// bad frames in a row and is being closed.
+	ErrTooManyBadFrames = errors.New("bridge: too many bad frames")
+	// ErrSlowLamp means the lamp did not read its commands fast enough and
+	// its write queue filled up; the connection is closed.
+	ErrSlowLamp = errors.New("bridge: lamp too slow to read commands")
+	// ErrTakenOver means another connection identified with the same id.
+	ErrTakenOver = errors.New("bridge: taken over by a new connection")
+	// ErrServerClosed is returned by Serve after Shutdown.
+	ErrServerClosed = errors.New("bridge: server closed")
+)

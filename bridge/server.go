@@ -1,0 +1,327 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lampgw/lampgw/devices"
+	"github.com/lampgw/lampgw/topics"
+)
+
+// Options configure a Server. Every zero value means the documented
+// default.
+type Options struct {
+	// Bus carries publishes and command subscriptions; required.
+	Bus Bus
+	// Registry holds device state; nil means a new, private one.
+	Registry *devices.Registry
+	// Prefix is the lamp topic prefix; "" means topics.DefaultPrefix.
+	Prefix string
+	// Schema validates every lamp's values; the zero Schema is the
+	// default lamp (brightness 0..1023).
+	Schema devices.Schema
+	// MaxFrame is the longest frame in bytes, terminator excluded, and
+	// the longest command payload; 0 means 1024.
+	MaxFrame int
+	// MaxBadFrames bad frames in a row close a connection; 0 means 20.
+	MaxBadFrames int
+	// HandshakeTimeout closes connections that have not identified in
+	// time; 0 means 30s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes identified connections that send nothing for
+	// this long; 0 means never, since a lamp may only speak on change.
+	// TCP keepalive still finds dead peers.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one write to a lamp; 0 means 10s.
+	WriteTimeout time.Duration
+	// WriteQueue is how many frames may wait for a lamp before it is
+	// dropped as too slow; 0 means 64.
+	WriteQueue int
+	// QoS of every publish and subscription; the zero value is QoS 0.
+	QoS byte
+	// Logger receives lifecycle events at info and rejected input at a
+	// rate-limited warn.
+	Logger zerolog.Logger
+}
+
+func (o *Options) ensureDefaults() {
+	if o.Registry == nil {
+		o.Registry = devices.NewRegistry(devices.Options{})
+	}
+	if o.Prefix == "" {
+		o.Prefix = topics.DefaultPrefix
+	}
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = 1024
+	}
+	if o.MaxBadFrames <= 0 {
+		o.MaxBadFrames = 20
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 30 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.WriteQueue <= 0 {
+		o.WriteQueue = 64
+	}
+}
+
+// Server translates lamp connections to and from the Bus.
+type Server struct {
+	opts Options
+	log  zerolog.Logger
+	// warn is log sampled, for input that a hostile or broken peer can
+	// repeat at will.
+	warn zerolog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	unsubs []func()
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+}
+
+// NewServer returns a Server subscribed to the command topics on
+// opts.Bus. Connections are given to it by Serve or ServeConn.
+func NewServer(opts Options) (*Server, error) {
+	if opts.Bus == nil {
+		return nil, errors.New("bridge: Options.Bus is required")
+	}
+	if err := topics.CheckPrefix(opts.Prefix); opts.Prefix != "" && err != nil {
+		return nil, err
+	}
+	opts.ensureDefaults()
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		warn:      opts.Logger.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second}),
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for _, filter := range []string{topics.SetFilter(opts.Prefix), topics.SetKeyFilter(opts.Prefix)} {
+		unsub, err := opts.Bus.Subscribe(filter, opts.QoS, s.onCommand)
+		if err != nil {
+			s.unsubscribe()
+			return nil, err
+		}
+		s.unsubs = append(s.unsubs, unsub)
+	}
+	return s, nil
+}
+
+// Registry returns the registry the server reports into.
+func (s *Server) Registry() *devices.Registry { return s.opts.Registry }
+
+func (s *Server) unsubscribe() {
+	for _, u := range s.unsubs {
+		u()
+	}
+	s.unsubs = nil
+}
+
+// Serve accepts lamp connections on ln until Shutdown, serving each with
+// ServeConn. It backs off on accept errors other than a closed listener
+// (running out of file descriptors must not spin the CPU) and always
+// returns a non-nil error: ErrServerClosed after Shutdown. Serve closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	defer ln.Close()
+	if !s.trackListener(ln, true) {
+		return ErrServerClosed
+	}
+	defer s.trackListener(ln, false)
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.warn.Warn().Err(err).Dur("retry_in", backoff).Msg("bridge accept failed")
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.ServeConn(s.ctx, conn)
+		}()
+	}
+}
+
+func (s *Server) trackListener(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closed {
+			return false
+		}
+		s.listeners[ln] = struct{}{}
+	} else {
+		delete(s.listeners, ln)
+	}
+	return true
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// ServeConn speaks the lamp protocol on conn until the peer leaves, the
+// connection fails, ctx ends or the server shuts down. ServeConn closes
+// conn.
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
+	sess := newSession(s, conn)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	sess.run(ctx)
+}
+
+// Shutdown stops accepting, closes every lamp connection (each publishes
+// its lamp's "offline" as it ends), unsubscribes from commands and waits
+// for the connections' goroutines, or for ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return s.wait(ctx)
+	}
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+
+	s.unsubscribe()
+	s.cancel()
+	for _, sess := range sessions {
+		sess.fail(ErrServerClosed)
+	}
+	return s.wait(ctx)
+}
+
+func (s *Server) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) publish(topic string, payload []byte, retain bool) {
+	if err := s.opts.Bus.Publish(topic, payload, s.opts.QoS, retain); err != nil {
+		s.warn.Warn().Err(err).Str("topic", topic).Msg("publish failed")
+	}
+}
+
+// onCommand handles a publish on lamp/+/set or lamp/+/+/set.
+func (s *Server) onCommand(topic string, payload []byte, retained bool) {
+	t, err := topics.Parse(s.opts.Prefix, topic)
+	if err != nil {
+		// Only command filters lead here, so prefix/<id>/<key>/set with a
+		// valid id is a command with a bad key: tell the app why.
+		parts := strings.Split(strings.TrimPrefix(topic, s.opts.Prefix+"/"), "/")
+		if len(parts) == 3 && topics.ValidID(parts[0]) {
+			s.refuseCommand(parts[0], topic, payload, devices.CheckKey(parts[1]))
+		}
+		return
+	}
+	if !t.Kind.IsCommand() {
+		return
+	}
+	if retained {
+		// A retained command would switch the lamp again for every
+		// client that subscribes later ("ghost switching"). It is not a
+		// command now: clear it from the broker and drop it.
+		if len(payload) > 0 {
+			s.warn.Warn().Str("topic", topic).Msg("cleared a retained command; send commands without the retain flag")
+			s.publish(topic, nil, true)
+		}
+		return
+	}
+	if len(payload) == 0 {
+		return // how MQTT clears a retained message; not a command
+	}
+	if len(payload) > s.opts.MaxFrame {
+		s.refuseCommand(t.Device, topic, payload, ErrFrameTooLong)
+		return
+	}
+	pairs, err := DecodeCommand(t.Key, payload, s.opts.Schema)
+	if err != nil {
+		s.refuseCommand(t.Device, topic, payload, err)
+		return
+	}
+	delivered, err := s.opts.Registry.Command(t.Device, pairs)
+	if err != nil {
+		s.refuseCommand(t.Device, topic, payload, err)
+		return
+	}
+	s.log.Debug().Str("device", t.Device).Bool("delivered", delivered).Msg("command")
+}
+
+// commandError is the JSON published on lamp/<id>/error.
+type commandError struct {
+	Topic   string `json:"topic"`
+	Payload string `json:"payload"`
+	Error   string `json:"error"`
+}
+
+func (s *Server) refuseCommand(id, topic string, payload []byte, err error) {
+	const maxEcho = 256
+	if len(payload) > maxEcho {
+		payload = payload[:maxEcho]
+	}
+	msg := strings.TrimPrefix(err.Error(), "bridge: ")
+	msg = strings.TrimPrefix(msg, "devices: ")
+	b, _ := json.Marshal(commandError{Topic: topic, Payload: strings.ToValidUTF8(string(payload), string(utf8.RuneError)), Error: msg})
+	s.publish(topics.Error(s.opts.Prefix, id), b, false)
+	s.warn.Warn().Str("device", id).Str("topic", topic).Str("reason", msg).Msg("command refused")
+}

@@ -1,0 +1,279 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lampgw/lampgw/devices"
+	"github.com/lampgw/lampgw/topics"
+)
+
+// session is one lamp connection. The reader (run) owns id, bad and the
+// framer; the writer goroutine owns all writes to conn. Other goroutines
+// reach the lamp only through Deliver, which never blocks.
+type session struct {
+	srv  *Server
+	conn net.Conn
+	log  zerolog.Logger
+
+	id      string
+	bad     int
+	dialect atomic.Uint32
+
+	// out carries whole frames to the writer. A nil frame asks the writer
+	// to close the connection once everything before it is written.
+	out       chan []byte
+	closing   error // why the reader asked the writer to close; set before the nil frame
+	done      chan struct{}
+	closeOnce sync.Once
+	reason    error // set once, before done is closed
+}
+
+func newSession(s *Server, conn net.Conn) *session {
+	return &session{
+		srv:  s,
+		conn: conn,
+		log:  s.log.With().Str("remote", conn.RemoteAddr().String()).Logger(),
+		out:  make(chan []byte, s.opts.WriteQueue),
+		done: make(chan struct{}),
+	}
+}
+
+// fail closes the connection for reason; the first reason wins.
+func (c *session) fail(reason error) {
+	c.closeOnce.Do(func() {
+		c.reason = reason
+		close(c.done)
+		c.conn.Close()
+	})
+}
+
+// Deliver implements devices.Holder. It encodes in the lamp's current
+// dialect and queues without blocking; a lamp whose queue is full is too
+// slow and is dropped rather than waited for.
+func (c *session) Deliver(pairs []devices.Pair) bool {
+	frame := AppendCommand(nil, Dialect(c.dialect.Load()), pairs)
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
+	select {
+	case c.out <- frame:
+		return true
+	default:
+		c.fail(ErrSlowLamp)
+		return false
+	}
+}
+
+// Kick implements devices.Holder.
+func (c *session) Kick() { c.fail(ErrTakenOver) }
+
+// send queues an ERR line. When the queue is full the line is dropped: a
+// lamp that doesn't read its errors loses nothing else by it.
+func (c *session) send(line []byte) {
+	select {
+	case c.out <- line:
+	default:
+	}
+}
+
+func (c *session) writer(wg *sync.WaitGroup) {
+	defer wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case frame := <-c.out:
+			if frame == nil {
+				c.fail(c.closing)
+				return
+			}
+			c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+			if _, err := c.conn.Write(frame); err != nil {
+				c.fail(fmt.Errorf("write: %w", err))
+				return
+			}
+		}
+	}
+}
+
+func (c *session) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go c.writer(&wg)
+	stop := context.AfterFunc(ctx, func() { c.fail(ErrServerClosed) })
+	defer stop()
+
+	err := c.readLoop()
+	if c.closing == nil {
+		c.fail(err)
+	} // else the writer closes once the last ERR line is out, within WriteTimeout
+	wg.Wait()
+	if c.id != "" {
+		s := c.srv
+		s.opts.Registry.Detach(c.id, c, func() {
+			s.publish(topics.Availability(s.opts.Prefix, c.id), []byte(topics.Offline), true)
+		})
+	}
+	c.logEnd()
+}
+
+func (c *session) logEnd() {
+	reason := c.reason
+	ev := c.log.Info()
+	switch {
+	case errors.Is(reason, io.EOF):
+		reason = nil
+	case errors.Is(reason, ErrTakenOver), errors.Is(reason, ErrServerClosed):
+	case errors.Is(reason, net.ErrClosed):
+		reason = nil // closed by us for a reason already recorded
+	default:
+		ev = c.log.Warn()
+	}
+	if c.id == "" {
+		ev = c.log.Debug()
+	}
+	ev.AnErr("reason", reason).Msg("lamp disconnected")
+}
+
+func (c *session) readLoop() error {
+	opts := &c.srv.opts
+	c.conn.SetReadDeadline(time.Now().Add(opts.HandshakeTimeout))
+	fr := newFramer(c.conn, opts.MaxFrame)
+	for {
+		if c.id != "" && opts.IdleTimeout > 0 {
+			c.conn.SetReadDeadline(time.Now().Add(opts.IdleTimeout))
+		}
+		line, err := fr.next()
+		switch {
+		case errors.Is(err, ErrFrameTooLong):
+			if err := c.reject(fmt.Errorf("%w (max %d bytes)", ErrFrameTooLong, opts.MaxFrame)); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		if len(trimSpace(line)) == 0 {
+			continue
+		}
+		if err := c.handle(line); err != nil {
+			return err
+		}
+		select {
+		case <-c.done:
+			return c.reason
+		default:
+		}
+	}
+}
+
+// handle processes one non-blank frame. A non-nil error ends the
+// connection.
+func (c *session) handle(line []byte) error {
+	s := c.srv
+	f, err := DecodeFrame(line, s.opts.Schema)
+	switch {
+	case err != nil:
+		return c.reject(err)
+	case c.id == "" && f.ID == "":
+		return c.reject(ErrNotIdentified)
+	case c.id == "":
+		if err := c.identify(f); err != nil {
+			return c.closeAfter(AppendError(nil, err), err)
+		}
+	case f.Hello && f.ID != c.id:
+		return c.reject(fmt.Errorf("%w as %s", ErrAlreadyIdentified, c.id))
+	case f.ID != "" && f.ID != c.id:
+		return c.reject(ErrIDMismatch)
+	}
+	c.dialect.Store(uint32(f.Dialect))
+	refused := f.Refused
+	accepted := len(f.Pairs)
+	if len(f.Pairs) > 0 {
+		over := s.opts.Registry.Report(c.id, c, f.Pairs, func(changed []devices.Pair, state []byte) {
+			for _, p := range changed {
+				s.publish(topics.Value(s.opts.Prefix, c.id, p.Key), []byte(p.Value.Text), true)
+			}
+			s.publish(topics.State(s.opts.Prefix, c.id), state, true)
+		})
+		for _, p := range over {
+			refused = append(refused, &devices.ValueError{Key: p.Key, Reason: "too many keys"})
+		}
+		accepted -= len(over)
+	}
+	// An identification counts as a good frame even with nothing else in it.
+	if accepted == 0 && f.ID == "" {
+		if len(refused) == 0 {
+			return c.reject(ErrNoValues)
+		}
+		return c.reject(joinRefused(refused))
+	}
+	c.bad = 0
+	if len(refused) > 0 {
+		c.send(AppendError(nil, joinRefused(refused)))
+	}
+	return nil
+}
+
+func (c *session) identify(f Frame) error {
+	s := c.srv
+	id := f.ID
+	tookOver, err := s.opts.Registry.Attach(id, c, func() {
+		s.publish(topics.Availability(s.opts.Prefix, id), []byte(topics.Online), true)
+	})
+	if err != nil {
+		return err
+	}
+	c.id = id
+	c.log = c.log.With().Str("device", id).Logger()
+	c.conn.SetReadDeadline(time.Time{})
+	c.log.Info().Bool("takeover", tookOver).Stringer("dialect", f.Dialect).Msg("lamp online")
+	return nil
+}
+
+// reject answers a bad frame with "ERR <reason>" and counts it. After
+// MaxBadFrames bad frames in a row it returns ErrTooManyBadFrames, having
+// asked the writer to close the connection after the final ERR line.
+func (c *session) reject(err error) error {
+	c.bad++
+	c.srv.warn.Warn().Str("remote", c.conn.RemoteAddr().String()).Str("device", c.id).Str("reason", err.Error()).Msg("lamp frame rejected")
+	c.send(AppendError(nil, err))
+	if c.bad < c.srv.opts.MaxBadFrames {
+		return nil
+	}
+	return c.closeAfter(AppendError(nil, ErrTooManyBadFrames), ErrTooManyBadFrames)
+}
+
+// closeAfter queues a last line and then a close, so the lamp learns why
+// it is dropped. If the queue has no room, the connection closes now.
+func (c *session) closeAfter(line []byte, reason error) error {
+	c.send(line)
+	c.closing = reason
+	select {
+	case c.out <- nil:
+	default:
+		c.fail(reason)
+	}
+	return reason
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

@@ -1,0 +1,272 @@
+package devices
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Holder is the live connection that speaks for a device. The bridge's
+// lamp sessions are Holders.
+type Holder interface {
+	// Deliver queues a command for the lamp without blocking. It returns
+	// false when the holder can no longer write (closed, or its queue is
+	// full), and the registry then keeps the pairs as desired state.
+	Deliver(pairs []Pair) bool
+	// Kick closes the holder's connection because another connection took
+	// over its device. It must not block.
+	Kick()
+}
+
+// Options configure a Registry.
+type Options struct {
+	// MaxDevices bounds how many devices the registry remembers, so that
+	// commands to made-up ids cannot grow it without limit. 0 means 10000.
+	MaxDevices int
+	// MaxKeys bounds the distinct keys one device may report. 0 means 64.
+	MaxKeys int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Registry is every device the gateway knows. It is safe for concurrent
+// use.
+type Registry struct {
+	opts Options
+
+	mu      sync.Mutex
+	devices map[string]*device
+}
+
+type device struct {
+	mu       sync.Mutex
+	holder   Holder
+	reported map[string]Value
+	// fresh holds the keys reported since the current holder attached; a
+	// key's first report on a connection is always published, later ones
+	// only when the value changes.
+	fresh    map[string]bool
+	desired  []Pair
+	lastSeen time.Time
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry(opts Options) *Registry {
+	if opts.MaxDevices <= 0 {
+		opts.MaxDevices = 10000
+	}
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = 64
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Registry{opts: opts, devices: make(map[string]*device)}
+}
+
+// lookup returns id's device, creating it if create is set and there is
+// room.
+func (r *Registry) lookup(id string, create bool) (*device, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.devices[id]
+	if d == nil && create {
+		if len(r.devices) >= r.opts.MaxDevices {
+			return nil, ErrTooManyDevices
+		}
+		d = &device{reported: make(map[string]Value)}
+		r.devices[id] = d
+	}
+	return d, nil
+}
+
+// Attach makes h the holder of id. If another holder had it, that one is
+// kicked (take-over) and Attach reports true. announce runs under the
+// device lock once h holds it, before any desired state is delivered to h,
+// so "online" is published before anything else h causes.
+func (r *Registry) Attach(id string, h Holder, announce func()) (tookOver bool, err error) {
+	d, err := r.lookup(id, true)
+	if err != nil {
+		return false, err
+	}
+	d.mu.Lock()
+	prev := d.holder
+	d.holder = h
+	d.fresh = make(map[string]bool)
+	d.lastSeen = r.opts.Now()
+	if announce != nil {
+		announce()
+	}
+	if len(d.desired) > 0 && h.Deliver(d.desired) {
+		d.desired = nil
+	}
+	d.mu.Unlock()
+	if prev != nil && prev != h {
+		prev.Kick()
+		return true, nil
+	}
+	return false, nil
+}
+
+// Detach ends h's hold on id. Only if h still holds it (it was not taken
+// over) does announce run, under the device lock, and Detach report true.
+func (r *Registry) Detach(id string, h Holder, announce func()) bool {
+	d, _ := r.lookup(id, false)
+	if d == nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holder != h {
+		return false
+	}
+	d.holder = nil
+	d.fresh = nil
+	if announce != nil {
+		announce()
+	}
+	return true
+}
+
+// Report records pairs reported by h for id; keys in pairs are unique. Pairs whose key would exceed
+// Options.MaxKeys are refused and returned in refused. If anything needs
+// publishing (a changed value, or a key's first report on this
+// connection), publish runs under the device lock with those pairs in
+// report order and the device's whole state as a JSON object. A report
+// from a holder that no longer holds id (it was just taken over) is
+// dropped: its connection is closing and speaks for no one.
+func (r *Registry) Report(id string, h Holder, pairs []Pair, publish func(changed []Pair, state []byte)) (refused []Pair) {
+	d, _ := r.lookup(id, false)
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holder != h {
+		return nil
+	}
+	d.lastSeen = r.opts.Now()
+	var changed []Pair
+	for _, p := range pairs {
+		old, known := d.reported[p.Key]
+		if !known && len(d.reported) >= r.opts.MaxKeys {
+			refused = append(refused, p)
+			continue
+		}
+		if known && old == p.Value && d.fresh[p.Key] {
+			continue
+		}
+		d.reported[p.Key] = p.Value
+		d.fresh[p.Key] = true
+		changed = append(changed, p)
+	}
+	if len(changed) > 0 && publish != nil {
+		publish(changed, d.stateJSONLocked())
+	}
+	return refused
+}
+
+func (d *device) stateJSONLocked() []byte {
+	keys := make([]string, 0, len(d.reported))
+	size := 2
+	for k, v := range d.reported {
+		keys = append(keys, k)
+		size += len(k) + len(v.JSON) + 4
+	}
+	sort.Strings(keys)
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		// Keys are [a-z0-9_] (topics.CheckKey), so they need no escaping.
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		b = append(b, d.reported[k].JSON...)
+	}
+	return append(b, '}')
+}
+
+// Command hands pairs to id's holder, or, when the lamp is offline or
+// cannot take them now, keeps them as desired state (newest value per key
+// wins) to be delivered when a holder attaches. delivered says which
+// happened.
+func (r *Registry) Command(id string, pairs []Pair) (delivered bool, err error) {
+	d, err := r.lookup(id, true)
+	if err != nil {
+		return false, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holder != nil && len(d.desired) == 0 && d.holder.Deliver(pairs) {
+		return true, nil
+	}
+	d.desired = merge(d.desired, pairs)
+	if d.holder != nil && d.holder.Deliver(d.desired) {
+		d.desired = nil
+		return true, nil
+	}
+	return false, nil
+}
+
+// merge overwrites existing keys in place and appends new ones, so the
+// frame a lamp finally gets keeps the order keys were first commanded in.
+func merge(dst, src []Pair) []Pair {
+	out := make([]Pair, len(dst), len(dst)+len(src))
+	copy(out, dst)
+next:
+	for _, p := range src {
+		for i := range out {
+			if out[i].Key == p.Key {
+				out[i].Value = p.Value
+				continue next
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// Snapshot is a copy of one device's state.
+type Snapshot struct {
+	ID       string
+	Online   bool
+	Reported map[string]Value
+	Desired  []Pair
+	LastSeen time.Time
+}
+
+// Get returns a snapshot of id, and false if the registry doesn't know it.
+func (r *Registry) Get(id string) (Snapshot, bool) {
+	d, _ := r.lookup(id, false)
+	if d == nil {
+		return Snapshot{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := Snapshot{
+		ID:       id,
+		Online:   d.holder != nil,
+		Reported: make(map[string]Value, len(d.reported)),
+		Desired:  append([]Pair(nil), d.desired...),
+		LastSeen: d.lastSeen,
+	}
+	for k, v := range d.reported {
+		s.Reported[k] = v
+	}
+	return s, true
+}
+
+// IDs returns the ids of every known device, sorted.
+func (r *Registry) IDs() []string {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.devices))
+	for id := range r.devices {
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	sort.Strings(ids)
+	return ids
+}

@@ -1,0 +1,280 @@
+package devices
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/lampgw/lampgw/topics"
+)
+
+// The keys every lamp firmware knows.
+const (
+	KeyBrightness = "brightness"
+	KeyAmbient    = "ambient"
+	KeyMode       = "mode"
+	KeyPower      = "power"
+)
+
+// DefaultBrightnessMax is the ESP8266 PWM range, 0..1023.
+const DefaultBrightnessMax = 1023
+
+// maxAmbient keeps ambient exactly representable as a JSON number in every
+// client (2^53-1).
+const maxAmbient = 1<<53 - 1
+
+// Value is one key's value in both spellings.
+type Value struct {
+	// Text is the MQTT payload and the text-dialect spelling: 512, auto.
+	Text string
+	// JSON is the JSON literal: 512, "auto".
+	JSON string
+}
+
+// Pair is a key and its value, in the order a lamp or an app sent it.
+type Pair struct {
+	Key   string
+	Value Value
+}
+
+// Schema validates values for one lamp. The zero Schema is the default
+// lamp: brightness 0..1023.
+type Schema struct {
+	// BrightnessMax is the largest brightness the lamp takes; 0 means
+	// DefaultBrightnessMax. Some ESP8266 cores use 255.
+	BrightnessMax int
+}
+
+func (s Schema) brightnessMax() int {
+	if s.BrightnessMax > 0 {
+		return s.BrightnessMax
+	}
+	return DefaultBrightnessMax
+}
+
+func refuse(key, reason string) error { return &ValueError{Key: key, Reason: reason} }
+
+// CheckKey refuses keys that can't be lamp keys (see topics.CheckKey).
+func CheckKey(key string) error {
+	switch err := topics.CheckKey(key); err {
+	case nil:
+		return nil
+	case topics.ErrReservedKey:
+		return refuse(clip(key), "reserved name")
+	default:
+		return refuse("", "invalid key "+strconv.Quote(clip(key)))
+	}
+}
+
+// FromText validates a value written as plain text, as in a text frame
+// (brightness=512) or an MQTT payload on lamp/<id>/<key>/set.
+func (s Schema) FromText(key, text string) (Value, error) {
+	if err := CheckKey(key); err != nil {
+		return Value{}, err
+	}
+	switch key {
+	case KeyBrightness:
+		n, ok := parseUint(text)
+		if !ok {
+			return Value{}, refuse(key, "not an integer")
+		}
+		return s.brightness(n)
+	case KeyAmbient:
+		n, ok := parseUint(text)
+		if !ok {
+			return Value{}, refuse(key, "not an integer")
+		}
+		return ambient(n)
+	case KeyMode:
+		return enum(key, text, "auto", "manual")
+	case KeyPower:
+		return enum(key, text, "on", "off")
+	}
+	if text == "" {
+		return Value{}, refuse(key, "empty value")
+	}
+	for i := 0; i < len(text); i++ {
+		if text[i] < ' ' || text[i] == 0x7f {
+			return Value{}, refuse(key, "control character in value")
+		}
+	}
+	return Value{Text: text, JSON: textToJSON(text)}, nil
+}
+
+// FromJSON validates a value written as a JSON literal, as in a JSON
+// frame or a JSON command. raw must be valid JSON.
+func (s Schema) FromJSON(key string, raw []byte) (Value, error) {
+	if err := CheckKey(key); err != nil {
+		return Value{}, err
+	}
+	switch key {
+	case KeyBrightness, KeyAmbient:
+		n, ok := jsonUint(raw)
+		if !ok {
+			return Value{}, refuse(key, "not a non-negative integer")
+		}
+		if key == KeyBrightness {
+			return s.brightness(n)
+		}
+		return ambient(n)
+	case KeyMode, KeyPower:
+		var str string
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &str) != nil {
+			return Value{}, refuse(key, "not a string")
+		}
+		if key == KeyMode {
+			return enum(key, str, "auto", "manual")
+		}
+		return enum(key, str, "on", "off")
+	}
+	if len(raw) > 0 && raw[0] == '"' {
+		var str string
+		if err := json.Unmarshal(raw, &str); err != nil {
+			return Value{}, refuse(key, "bad string")
+		}
+		return Value{Text: str, JSON: string(raw)}, nil
+	}
+	return Value{Text: string(raw), JSON: string(raw)}, nil
+}
+
+// CheckCommand refuses command values that a text-dialect lamp could not
+// parse back: empty, or containing whitespace, ',', ';' or control
+// characters. Values made by FromText from a text frame always pass.
+func CheckCommand(p Pair) error {
+	t := p.Value.Text
+	if t == "" {
+		return refuse(p.Key, "empty value")
+	}
+	for _, r := range t {
+		if r <= ' ' || r == ',' || r == ';' || r == 0x7f || r == utf8.RuneError {
+			return refuse(p.Key, "value must not contain spaces, ',' or ';'")
+		}
+	}
+	return nil
+}
+
+func (s Schema) brightness(n uint64) (Value, error) {
+	max := s.brightnessMax()
+	if n > uint64(max) {
+		return Value{}, refuse(KeyBrightness, "out of range 0.."+strconv.Itoa(max))
+	}
+	t := strconv.FormatUint(n, 10)
+	return Value{Text: t, JSON: t}, nil
+}
+
+func ambient(n uint64) (Value, error) {
+	if n > maxAmbient {
+		return Value{}, refuse(KeyAmbient, "too large")
+	}
+	t := strconv.FormatUint(n, 10)
+	return Value{Text: t, JSON: t}, nil
+}
+
+func enum(key, text string, a, b string) (Value, error) {
+	switch {
+	case strings.EqualFold(text, a):
+		return Value{Text: a, JSON: `"` + a + `"`}, nil
+	case strings.EqualFold(text, b):
+		return Value{Text: b, JSON: `"` + b + `"`}, nil
+	}
+	return Value{}, refuse(key, "must be "+a+" or "+b)
+}
+
+// parseUint accepts only decimal digits: no sign, no spaces, no hex, so
+// that "0x10" or "+5" from a confused firmware is refused, not guessed.
+func parseUint(s string) (uint64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
+// jsonUint accepts a JSON number with an integral, non-negative value, so
+// 512 and 512.0 (what some JSON encoders write) both work.
+func jsonUint(raw []byte) (uint64, bool) {
+	if n, ok := parseUint(string(raw)); ok {
+		return n, true
+	}
+	if len(raw) == 0 || !(raw[0] >= '0' && raw[0] <= '9') {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || f < 0 || f > maxAmbient || f != float64(uint64(f)) {
+		return 0, false
+	}
+	return uint64(f), true
+}
+
+// textToJSON gives pass-through text values their natural JSON type in
+// lamp/<id>/state: numbers and booleans stay numbers and booleans, the
+// rest become strings.
+func textToJSON(text string) string {
+	if text == "true" || text == "false" {
+		return text
+	}
+	if isJSONNumber(text) {
+		return text
+	}
+	b, _ := json.Marshal(text)
+	return string(b)
+}
+
+// isJSONNumber follows the number grammar of RFC 8259, section 6.
+func isJSONNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// clip keeps echoed input short in error lines.
+func clip(s string) string {
+	const max = 32
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max], "") + "..."
+}
