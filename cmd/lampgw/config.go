@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/peterbourgon/ff/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/lampgw/lampgw/topics"
+)
+
+// Flag names. They are also the config file keys, the Setting of a
+// gateway.SettingError and the first word of every config error.
+const (
+	flagConfig      = "config"
+	flagMQTTAddr    = "mqtt-addr"
+	flagWSAddr      = "ws-addr"
+	flagHTTPAddr    = "http-addr"
+	flagBridgeAddr  = "bridge-addr"
+	flagDataDir     = "data-dir"
+	flagTopicPrefix = "topic-prefix"
+	flagMaxFrame    = "max-frame"
+	flagLogLevel    = "log-level"
+	flagLogFormat   = "log-format"
+)
+
+// envPrefix starts every environment variable lampgw reads.
+const envPrefix = "LAMPGW_"
+
+// Limits of --max-frame: below 16 bytes not even "HELLO <id>" fits for
+// most ids; above 64 KiB a lamp's line is certainly garbage.
+const (
+	minMaxFrame = 16
+	maxMaxFrame = 65536
+)
+
+// addrOff is accepted wherever an address is, as a spelling of "disabled"
+// that survives environment variables (an empty LAMPGW_* counts as unset)
+// and reads better in a config file than "".
+const addrOff = "off"
+
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"auto", "json", "console"}
+)
+
+// config is every setting after flags, environment and config file have
+// been merged.
+type config struct {
+	ConfigFile  string
+	MQTTAddr    string
+	WSAddr      string
+	HTTPAddr    string
+	BridgeAddr  string
+	DataDir     string
+	TopicPrefix string
+	MaxFrame    int
+	LogLevel    string
+	LogFormat   string // "auto": console on a terminal, else json
+}
+
+func defaultConfig() config {
+	return config{
+		MQTTAddr:    ":1883",
+		WSAddr:      ":8083",
+		HTTPAddr:    ":8080",
+		BridgeAddr:  ":7000",
+		DataDir:     "./data",
+		TopicPrefix: topics.DefaultPrefix,
+		MaxFrame:    1024,
+		LogLevel:    "info",
+		LogFormat:   "auto",
+	}
+}
+
+// newFlagSet binds every setting of cfg to a flag whose default is cfg's
+// current value. The set is silent: callers print usage and errors.
+func newFlagSet(cfg *config) *flag.FlagSet {
+	flags := flag.NewFlagSet("lampgw", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	flags.Usage = func() {}
+	flags.StringVar(&cfg.ConfigFile, flagConfig, cfg.ConfigFile, "YAML `file` of settings; its keys are the flag names")
+	flags.StringVar(&cfg.MQTTAddr, flagMQTTAddr, cfg.MQTTAddr, "MQTT listener `host:port`")
+	flags.StringVar(&cfg.WSAddr, flagWSAddr, cfg.WSAddr, "MQTT over WebSocket listener `host:port`, path /mqtt")
+	flags.StringVar(&cfg.HTTPAddr, flagHTTPAddr, cfg.HTTPAddr, "HTTP listener `host:port` (/healthz)")
+	flags.StringVar(&cfg.BridgeAddr, flagBridgeAddr, cfg.BridgeAddr, "legacy lamp raw-TCP listener `host:port`")
+	flags.StringVar(&cfg.DataDir, flagDataDir, cfg.DataDir, "`dir` for persistent data, created if missing")
+	flags.StringVar(&cfg.TopicPrefix, flagTopicPrefix, cfg.TopicPrefix, "first topic `levels` of every lamp topic")
+	flags.IntVar(&cfg.MaxFrame, flagMaxFrame, cfg.MaxFrame, fmt.Sprintf("longest lamp frame in `bytes`, %d..%d", minMaxFrame, maxMaxFrame))
+	flags.StringVar(&cfg.LogLevel, flagLogLevel, cfg.LogLevel, "`level`: "+strings.Join(logLevels, "|"))
+	flags.StringVar(&cfg.LogFormat, flagLogFormat, cfg.LogFormat, "`format`: "+strings.Join(logFormats, "|")+"; auto is console on a terminal, else json")
+	return flags
+}
+
+// envName is the environment variable of a flag. It follows ff's rule
+// (upper case, '-' to '_') so that ff's documentation stays true for us.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig merges args, the environment (through getenv) and the config
+// file over the defaults and validates the result. Precedence is flag >
+// environment > file > default. It returns flag.ErrHelp for -h/--help and
+// otherwise an error of one line that starts with the setting it is about.
+func parseConfig(args []string, getenv func(string) string) (config, error) {
+	cfg := defaultConfig()
+	flags := newFlagSet(&cfg)
+
+	// ff v3 reads the environment only through os.Getenv, which would make
+	// this function depend on process state and its tests serial. So the
+	// environment is applied here, first, by ff's naming rule. That keeps
+	// ff's precedence: Set marks a flag as set, ff's file step skips
+	// flags already set (env > file), and ff parses args after this
+	// (flag > env).
+	var envErr error
+	flags.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		v := getenv(name)
+		if v == "" || envErr != nil {
+			return
+		}
+		if err := flags.Set(f.Name, v); err != nil {
+			envErr = fmt.Errorf("%s: invalid value %q in %s: %v", f.Name, v, name, err)
+		}
+	})
+
+	err := ff.Parse(flags, args,
+		ff.WithConfigFileFlag(flagConfig),
+		ff.WithConfigFileParser(yamlParser(flags)),
+	)
+	var (
+		fileErr *configFileError
+		pathErr *fs.PathError
+	)
+	switch {
+	case err == nil && envErr == nil:
+	case errors.Is(err, flag.ErrHelp):
+		// Help is shown even when the environment is broken: that is
+		// when it is most wanted.
+		return config{}, flag.ErrHelp
+	case envErr != nil:
+		return config{}, envErr
+	case errors.As(err, &fileErr), errors.As(err, &pathErr):
+		// ff returns os.Open's error as it is and our parser's as it is.
+		return config{}, fmt.Errorf("%s %q: %v", flagConfig, cfg.ConfigFile, err)
+	default:
+		// ff wraps the flag package's error in "error parsing commandline
+		// arguments: %w"; the flag package's own text names the flag.
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
+		return config{}, err
+	}
+	if flags.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q: lampgw takes only flags", flags.Arg(0))
+	}
+
+	for _, addr := range []*string{&cfg.MQTTAddr, &cfg.WSAddr, &cfg.HTTPAddr, &cfg.BridgeAddr} {
+		if strings.EqualFold(*addr, addrOff) {
+			*addr = ""
+		}
+	}
+	cfg.LogLevel = strings.ToLower(cfg.LogLevel)
+	cfg.LogFormat = strings.ToLower(cfg.LogFormat)
+	if err := cfg.validate(); err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+// validate checks what the flag package cannot: ranges, enums and shapes.
+func (c config) validate() error {
+	for _, a := range []struct{ name, value string }{
+		{flagMQTTAddr, c.MQTTAddr},
+		{flagWSAddr, c.WSAddr},
+		{flagHTTPAddr, c.HTTPAddr},
+		{flagBridgeAddr, c.BridgeAddr},
+	} {
+		if a.value == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(a.value)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: must be host:port with a numeric port (like \":1883\"), or empty or %q to disable; got %q", a.name, addrOff, a.value)
+		}
+	}
+	if c.MaxFrame < minMaxFrame || c.MaxFrame > maxMaxFrame {
+		return fmt.Errorf("%s: must be between %d and %d, got %d", flagMaxFrame, minMaxFrame, maxMaxFrame, c.MaxFrame)
+	}
+	if topics.CheckPrefix(c.TopicPrefix) != nil {
+		return fmt.Errorf("%s: must be one or more non-empty topic levels without + or # and not starting with $, got %q", flagTopicPrefix, c.TopicPrefix)
+	}
+	if err := oneOf(flagLogLevel, c.LogLevel, logLevels); err != nil {
+		return err
+	}
+	return oneOf(flagLogFormat, c.LogFormat, logFormats)
+}
+
+func oneOf(name, value string, allowed []string) error {
+	for _, a := range allowed {
+		if value == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: must be one of %s, got %q", name, strings.Join(allowed, ", "), value)
+}
+
+// maxConfigSize bounds the config file; a real one is well under 1 KiB.
+const maxConfigSize = 1 << 20
+
+// configFileError is a problem inside the config file, as opposed to one
+// opening it; its text already says where.
+type configFileError struct{ err error }
+
+func (e *configFileError) Error() string { return e.err.Error() }
+func (e *configFileError) Unwrap() error { return e.err }
+
+func fileErrorf(format string, args ...any) error {
+	return &configFileError{fmt.Errorf(format, args...)}
+}
+
+// yamlParser returns an ff.ConfigFileParser for a flat YAML mapping of
+// flag name to scalar value. It is stricter than ff's ffyaml, which this
+// replaces: a key that is not a flag, a list or mapping value, a repeated
+// key or a second document is an error with its line number, where ffyaml
+// would accept env-style keys and flatten lists into repeated sets. It
+// also reads YAML 1.2 (gopkg.in/yaml.v3, already a dependency), where
+// `mqtt-addr: off` is the string "off"; ffyaml's yaml.v2 would turn it
+// into "false".
+func yamlParser(flags *flag.FlagSet) ff.ConfigFileParser {
+	return func(r io.Reader, set func(name, value string) error) error {
+		data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+		if err != nil {
+			return &configFileError{err}
+		}
+		if len(data) > maxConfigSize {
+			return fileErrorf("larger than %d bytes", maxConfigSize)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		var doc yaml.Node
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			return nil // empty or only comments: sets nothing
+		} else if err != nil {
+			return &configFileError{err}
+		}
+		var extra yaml.Node
+		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+			return fileErrorf("want one YAML document, found more")
+		}
+		root := doc.Content[0]
+		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+			return nil
+		}
+		if root.Kind != yaml.MappingNode {
+			return fileErrorf("line %d: want a mapping of setting: value", root.Line)
+		}
+		seen := make(map[string]bool)
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			k, v := root.Content[i], root.Content[i+1]
+			name := k.Value
+			if flags.Lookup(name) == nil || name == flagConfig {
+				return fileErrorf("line %d: unknown key %q (keys are the flag names, like %q)", k.Line, name, flagMQTTAddr)
+			}
+			if seen[name] {
+				return fileErrorf("line %d: %s: set twice", k.Line, name)
+			}
+			seen[name] = true
+			if v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			if v.Kind != yaml.ScalarNode {
+				return fileErrorf("line %d: %s: want a single value, not a list or mapping", v.Line, name)
+			}
+			value := v.Value
+			if v.Tag == "!!null" {
+				value = "" // `ws-addr:` or `ws-addr: ~` disables, like `ws-addr: ""`
+			}
+			if err := set(name, value); err != nil {
+				// ff wraps the flag's own error in "error setting flag %q
+				// from config file: %w"; we say that better ourselves.
+				if inner := errors.Unwrap(err); inner != nil {
+					err = inner
+				}
+				return fileErrorf("line %d: %s: invalid value %q: %v", v.Line, name, value, err)
+			}
+		}
+		return nil
+	}
+}
+
+// printUsage writes the help text: every setting with its three spellings.
+func printUsage(w io.Writer) {
+	cfg := defaultConfig()
+	flags := newFlagSet(&cfg)
+	fmt.Fprint(w, `Usage: lampgw [flags]
+
+lampgw is an MQTT broker with a bridge for legacy raw-TCP lamps.
+
+Every flag can also be set by an environment variable (LAMPGW_ + the flag in
+upper snake case) or by a key in the YAML file given by --config (the flag
+name: "mqtt-addr: ':1883'"). A flag beats the environment, which beats the
+file. An empty address, or "off", disables that listener.
+
+`)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "Flag\tEnvironment\tDefault\tMeaning")
+	flags.VisitAll(func(f *flag.Flag) {
+		placeholder, usage := flag.UnquoteUsage(f)
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(tw, "--%s %s\t%s\t%s\t%s\n", f.Name, placeholder, envName(f.Name), def, usage)
+	})
+	tw.Flush()
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lampgw/lampgw/gateway"
+)
+
+// shutdownTimeout bounds a graceful shutdown; past it lampgw exits 1 and
+// lets the kernel close what is left.
+const shutdownTimeout = 5 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// Restore the default handlers once shutdown starts, so that a
+		// second Ctrl-C kills an impatient operator's lampgw at once.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is lampgw's whole life: parse the settings, start the gateway, serve
+// until ctx ends, shut down. It returns the exit code: 0 after a clean
+// shutdown or for -h, 2 for a usage error, 1 for a runtime failure. Every
+// failure is one line on stderr starting with "lampgw: ".
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
+		return 0
+	}
+	if err != nil {
+		fail(stderr, err)
+		return 2
+	}
+
+	gate := newStartupGate(stderr)
+	logger := newLogger(gate, cfg.LogLevel, cfg.LogFormat, isTerminal(stderr))
+	// At debug level the operator asked for detail, so a failed start
+	// still shows what the gateway logged before the error line.
+	abandon := gate.drop
+	if cfg.LogLevel == "debug" {
+		abandon = gate.open
+	}
+
+	g, err := gateway.New(gateway.Options{
+		MQTTAddr:    cfg.MQTTAddr,
+		WSAddr:      cfg.WSAddr,
+		HTTPAddr:    cfg.HTTPAddr,
+		BridgeAddr:  cfg.BridgeAddr,
+		DataDir:     cfg.DataDir,
+		TopicPrefix: cfg.TopicPrefix,
+		MaxFrame:    cfg.MaxFrame,
+		Logger:      logger,
+	})
+	if err != nil {
+		abandon()
+		fail(stderr, err)
+		// New only checks options, so a SettingError is a bad value the
+		// user gave, not something that went wrong at run time.
+		if _, ok := errors.AsType[*gateway.SettingError](err); ok {
+			return 2
+		}
+		return 1
+	}
+	if err := g.Start(); err != nil {
+		abandon()
+		fail(stderr, err)
+		return 1
+	}
+	gate.open()
+
+	a := g.Addrs()
+	logger.Info().
+		Str("mqtt", addrString(a.MQTT)).
+		Str("ws", addrString(a.WS)).
+		Str("http", addrString(a.HTTP)).
+		Str("bridge", addrString(a.Bridge)).
+		Str("data_dir", cfg.DataDir).
+		Str("topic_prefix", cfg.TopicPrefix).
+		Msg("lampgw listening")
+
+	<-ctx.Done()
+	logger.Info().Msg("lampgw shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := g.Shutdown(sctx); err != nil {
+		logger.Error().Err(err).Dur("timeout", shutdownTimeout).Msg("lampgw shutdown incomplete")
+		return 1
+	}
+	logger.Info().Msg("lampgw stopped")
+	return 0
+}
+
+// addrString renders a listener's address for the startup line; a disabled
+// listener has none.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return addrOff
+	}
+	return a.String()
+}
+
+// fail prints err as the single line an operator reads on a failed start.
+func fail(stderr io.Writer, err error) {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	fmt.Fprintf(stderr, "lampgw: %s\n", msg)
+}
