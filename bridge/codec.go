@@ -54,7 +54,10 @@ func DecodeFrame(line []byte, schema devices.Schema) (Frame, error) {
 	if !utf8.Valid(line) {
 		return Frame{}, ErrInvalidUTF8
 	}
-	line = bytes.TrimSpace(line)
+	// ASCII whitespace only: the text dialect's separators are ASCII, so a
+	// value ending in U+00A0 or U+2028 must keep it wherever it stands in
+	// the frame, or the lamp's own value would not round-trip.
+	line = bytes.Trim(line, " \t\n\v\f\r")
 	switch {
 	case len(line) == 0:
 		return Frame{}, fmt.Errorf("%w: empty", ErrMalformed)
@@ -196,6 +199,12 @@ func DecodeCommand(key string, payload []byte, schema devices.Schema) ([]devices
 		}
 	}
 	for _, p := range f.Pairs {
+		if p.Key == "id" || p.Key == "token" {
+			// They identify a lamp in a JSON frame, and a command goes
+			// to a JSON lamp as a JSON frame: an app must not send them.
+			f.Refused = append(f.Refused, &devices.ValueError{Key: p.Key, Reason: "reserved name"})
+			continue
+		}
 		if err := devices.CheckCommand(p); err != nil {
 			f.Refused = append(f.Refused, err)
 		}

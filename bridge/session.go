@@ -189,6 +189,10 @@ func (c *session) handle(line []byte) error {
 	case c.id == "" && f.ID == "":
 		return c.reject(ErrNotIdentified)
 	case c.id == "":
+		// Before Attach, which may deliver desired state at once: the
+		// identifying frame is the first the lamp speaks, so it sets the
+		// dialect its commands come back in.
+		c.dialect.Store(uint32(f.Dialect))
 		if err := c.identify(f); err != nil {
 			return c.closeAfter(AppendError(nil, err), err)
 		}

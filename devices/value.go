@@ -133,6 +133,11 @@ func (s Schema) FromJSON(key string, raw []byte) (Value, error) {
 		if err := json.Unmarshal(raw, &str); err != nil {
 			return Value{}, refuse(key, "bad string")
 		}
+		if str == "" {
+			// Published as an empty retained payload it would delete
+			// lamp/<id>/<key> [MQTT-3.3.1-10]; FromText refuses it too.
+			return Value{}, refuse(key, "empty value")
+		}
 		return Value{Text: str, JSON: string(raw)}, nil
 	}
 	return Value{Text: string(raw), JSON: string(raw)}, nil
