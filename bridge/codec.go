@@ -199,12 +199,6 @@ func DecodeCommand(key string, payload []byte, schema devices.Schema) ([]devices
 		}
 	}
 	for _, p := range f.Pairs {
-		if p.Key == "id" || p.Key == "token" {
-			// They identify a lamp in a JSON frame, and a command goes
-			// to a JSON lamp as a JSON frame: an app must not send them.
-			f.Refused = append(f.Refused, &devices.ValueError{Key: p.Key, Reason: "reserved name"})
-			continue
-		}
 		if err := devices.CheckCommand(p); err != nil {
 			f.Refused = append(f.Refused, err)
 		}
@@ -270,11 +264,21 @@ func AppendCommand(dst []byte, d Dialect, pairs []devices.Pair) []byte {
 	return append(dst, '\n')
 }
 
-// AppendError appends the line "ERR <reason>\n" for err. The "bridge: "
+// reason is err's text for a lamp or an app, without the package prefix
+// of our sentinel errors.
+func reason(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"bridge: ", "devices: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
+}
+
+// AppendError appends the line "ERR <reason>\n" for err. The package
 // prefix of our sentinels is dropped and line breaks are flattened, so the
 // reason is always exactly one line.
 func AppendError(dst []byte, err error) []byte {
-	msg := strings.TrimPrefix(err.Error(), "bridge: ")
+	msg := reason(err)
 	dst = append(dst, "ERR "...)
 	for i := 0; i < len(msg); i++ {
 		c := msg[i]

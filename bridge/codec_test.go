@@ -91,7 +91,9 @@ var frameTests = []struct {
 		want: bridge.Frame{Pairs: []devices.Pair{num("color_temp", "4000"), num("night", "true"), str("scene", "reading"), num("ratio", "-1.5e3")}}},
 	{name: "text value keeps later = and :", in: "url=a=b:c", want: bridge.Frame{Pairs: []devices.Pair{str("url", "a=b:c")}}},
 	{name: "text colon then equals", in: "k:a=b", want: bridge.Frame{Pairs: []devices.Pair{str("k", "a=b")}}},
-	{name: "text id is a plain key", in: "id=kitchen", want: bridge.Frame{Pairs: []devices.Pair{str("id", "kitchen")}}},
+	// id and token identify a lamp; as text keys they'd publish a token.
+	{name: "text id is reserved", in: "id=kitchen", refused: 1},
+	{name: "text token is reserved", in: "token=s3cret brightness=1", want: bridge.Frame{Pairs: []devices.Pair{num("brightness", "1")}}, refused: 1},
 	{name: "text duplicate last wins", in: "brightness=1 brightness=2",
 		want: bridge.Frame{Pairs: []devices.Pair{num("brightness", "2")}}},
 	{name: "text duplicate keeps first position", in: "a=1 b=2 a=3",

@@ -50,7 +50,8 @@
 // an integer >= 0, mode auto|manual, power on|off (case-insensitive,
 // published in lower case). Other keys matching ^[a-z][a-z0-9_]{0,31}$
 // pass through unchanged; state, availability, error, ack and set are
-// reserved topic levels and refused as keys. A bad value refuses only its
+// reserved topic levels, and id and token identify a lamp, so all seven
+// are refused as keys (a token must never be published). A bad value refuses only its
 // key, e.g. "ERR brightness: out of range 0..1023", and the rest of the
 // frame is published. When a key appears twice in a frame the last one
 // counts. A lamp may report at most 64 distinct keys.

@@ -319,8 +319,7 @@ func (s *Server) refuseCommand(id, topic string, payload []byte, err error) {
 	if len(payload) > maxEcho {
 		payload = payload[:maxEcho]
 	}
-	msg := strings.TrimPrefix(err.Error(), "bridge: ")
-	msg = strings.TrimPrefix(msg, "devices: ")
+	msg := reason(err)
 	b, _ := json.Marshal(commandError{Topic: topic, Payload: strings.ToValidUTF8(string(payload), string(utf8.RuneError)), Error: msg})
 	s.publish(topics.Error(s.opts.Prefix, id), b, false)
 	s.warn.Warn().Str("device", id).Str("topic", topic).Str("reason", msg).Msg("command refused")

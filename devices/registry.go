@@ -20,8 +20,11 @@ type Holder interface {
 
 // Options configure a Registry.
 type Options struct {
-	// MaxDevices bounds how many devices the registry remembers, so that
-	// commands to made-up ids cannot grow it without limit. 0 means 10000.
+	// MaxDevices bounds how many devices the registry remembers when a
+	// command names a device it has never seen, so that commands to
+	// made-up ids cannot grow it without limit. A lamp that identifies is
+	// always admitted: connections are bounded elsewhere, and a flood of
+	// made-up commands must not lock real lamps out. 0 means 10000.
 	MaxDevices int
 	// MaxKeys bounds the distinct keys one device may report. 0 means 64.
 	MaxKeys int
@@ -64,14 +67,20 @@ func NewRegistry(opts Options) *Registry {
 	return &Registry{opts: opts, devices: make(map[string]*device)}
 }
 
-// lookup returns id's device, creating it if create is set and there is
-// room.
-func (r *Registry) lookup(id string, create bool) (*device, error) {
+// How lookup treats a device it doesn't know.
+const (
+	find      = iota // return nil
+	create           // create it
+	createCap        // create it if fewer than MaxDevices are known
+)
+
+// lookup returns id's device, or nil.
+func (r *Registry) lookup(id string, mode int) (*device, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d := r.devices[id]
-	if d == nil && create {
-		if len(r.devices) >= r.opts.MaxDevices {
+	if d == nil && mode != find {
+		if mode == createCap && len(r.devices) >= r.opts.MaxDevices {
 			return nil, ErrTooManyDevices
 		}
 		d = &device{reported: make(map[string]Value)}
@@ -85,7 +94,7 @@ func (r *Registry) lookup(id string, create bool) (*device, error) {
 // device lock once h holds it, before any desired state is delivered to h,
 // so "online" is published before anything else h causes.
 func (r *Registry) Attach(id string, h Holder, announce func()) (tookOver bool, err error) {
-	d, err := r.lookup(id, true)
+	d, err := r.lookup(id, create)
 	if err != nil {
 		return false, err
 	}
@@ -111,7 +120,7 @@ func (r *Registry) Attach(id string, h Holder, announce func()) (tookOver bool, 
 // Detach ends h's hold on id. Only if h still holds it (it was not taken
 // over) does announce run, under the device lock, and Detach report true.
 func (r *Registry) Detach(id string, h Holder, announce func()) bool {
-	d, _ := r.lookup(id, false)
+	d, _ := r.lookup(id, find)
 	if d == nil {
 		return false
 	}
@@ -136,8 +145,8 @@ func (r *Registry) Detach(id string, h Holder, announce func()) bool {
 // from a holder that no longer holds id (it was just taken over) is
 // dropped: its connection is closing and speaks for no one.
 func (r *Registry) Report(id string, h Holder, pairs []Pair, publish func(changed []Pair, state []byte)) (refused []Pair) {
-	d, _ := r.lookup(id, false)
-	if d == nil {
+	d, _ := r.lookup(id, find)
+	if d == nil || h == nil {
 		return nil
 	}
 	d.mu.Lock()
@@ -194,7 +203,7 @@ func (d *device) stateJSONLocked() []byte {
 // wins) to be delivered when a holder attaches. delivered says which
 // happened.
 func (r *Registry) Command(id string, pairs []Pair) (delivered bool, err error) {
-	d, err := r.lookup(id, true)
+	d, err := r.lookup(id, createCap)
 	if err != nil {
 		return false, err
 	}
@@ -240,7 +249,7 @@ type Snapshot struct {
 
 // Get returns a snapshot of id, and false if the registry doesn't know it.
 func (r *Registry) Get(id string) (Snapshot, bool) {
-	d, _ := r.lookup(id, false)
+	d, _ := r.lookup(id, find)
 	if d == nil {
 		return Snapshot{}, false
 	}

@@ -55,10 +55,16 @@ func (s Schema) brightnessMax() int {
 
 func refuse(key, reason string) error { return &ValueError{Key: key, Reason: reason} }
 
-// CheckKey refuses keys that can't be lamp keys (see topics.CheckKey).
+// CheckKey refuses keys that can't be lamp keys: those topics.CheckKey
+// refuses, and "id" and "token", which identify a lamp in a JSON frame. A
+// lamp's token must never be published, and an app must not be able to
+// write an id into a JSON lamp's frame.
 func CheckKey(key string) error {
 	switch err := topics.CheckKey(key); err {
 	case nil:
+		if key == "id" || key == "token" {
+			return refuse(key, "reserved name")
+		}
 		return nil
 	case topics.ErrReservedKey:
 		return refuse(clip(key), "reserved name")
