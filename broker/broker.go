@@ -1,0 +1,246 @@
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/rs/zerolog"
+)
+
+// Defaults for zero Options fields.
+const (
+	// DefaultMaxClientWritesPending is the outbound queue length per client.
+	// mochi's default of 8192 was measured at 130-160 KB RSS per client
+	// after reconnect churn; lamps and dashboards never need that backlog,
+	// and a client that falls 64 messages behind is better dropped from
+	// (Dropped counts it) than buffered for.
+	DefaultMaxClientWritesPending = 64
+	// DefaultHandshakeTimeout bounds the wait for a client's CONNECT.
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+// Options configure a Broker. The zero value of each field is documented;
+// cmd/lampgw fills these in.
+type Options struct {
+	// MQTTAddr is the plain MQTT TCP listener, e.g. ":1883"; "" disables it.
+	MQTTAddr string
+	// WSAddr is the MQTT-over-WebSocket listener, served on path /mqtt
+	// only; "" disables it.
+	WSAddr string
+	// Logger receives the broker's lines, mochi's included (through
+	// zerolog.NewSlogHandler). The zero Logger discards them.
+	Logger zerolog.Logger
+	// MaxClientWritesPending is how many outbound messages may wait for a
+	// network client before new ones are dropped; 0 means
+	// DefaultMaxClientWritesPending.
+	MaxClientWritesPending int
+	// IsCommandTopic reports whether a topic carries commands to a lamp;
+	// a retained PUBLISH to such a topic is delivered but not retained.
+	// nil means no topic is a command topic. It is called on every
+	// PUBLISH, from many goroutines, and must be fast and pure.
+	IsCommandTopic func(topic string) bool
+	// HandshakeTimeout is how long a new connection may take to send
+	// CONNECT (and, for WebSocket, the HTTP upgrade) before it is closed;
+	// 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// BusQueueSize is the hand-off queue length of each InlineBus
+	// subscription; 0 means dispatch.DefaultSize.
+	BusQueueSize int
+}
+
+// Broker is the embedded MQTT broker. Its methods are safe for concurrent
+// use.
+type Broker struct {
+	opts   Options
+	log    zerolog.Logger
+	srv    *mqtt.Server
+	policy *policyHook
+	bus    *InlineBus
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	mqttLn  *tcpListener
+	wsLn    *wsListener
+
+	closeOnce sync.Once
+}
+
+// New checks opts and returns a Broker that is not yet listening; its Bus
+// works at once.
+func New(opts Options) (*Broker, error) {
+	switch {
+	case opts.MaxClientWritesPending < 0 || opts.MaxClientWritesPending > math.MaxInt32:
+		return nil, fmt.Errorf("%w: MaxClientWritesPending %d out of range", ErrInvalidOptions, opts.MaxClientWritesPending)
+	case opts.HandshakeTimeout < 0:
+		return nil, fmt.Errorf("%w: negative HandshakeTimeout", ErrInvalidOptions)
+	case opts.BusQueueSize < 0:
+		return nil, fmt.Errorf("%w: negative BusQueueSize", ErrInvalidOptions)
+	}
+	if opts.MaxClientWritesPending == 0 {
+		opts.MaxClientWritesPending = DefaultMaxClientWritesPending
+	}
+	if opts.HandshakeTimeout == 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	// 0 disables mochi's forced expiry of retained messages: with the
+	// default 86400, server.go clearExpiredRetainedMessages deletes every
+	// retained message a day after it was published, so lamp state and
+	// availability would vanish from a gateway that runs for days. A v5
+	// client's own message expiry still applies (server.go minimum
+	// returns the non-zero one).
+	caps.MaximumMessageExpiryInterval = 0
+	caps.MaximumClientWritesPending = int32(opts.MaxClientWritesPending)
+
+	b := &Broker{opts: opts, log: opts.Logger}
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		// InlineClient enables Server.Publish, which InlineBus uses.
+		InlineClient: true,
+		Logger:       slog.New(zerolog.NewSlogHandler(opts.Logger.With().Str("lib", "mochi").Logger())),
+		// SysTopicResendInterval stays at mochi's default.
+	})
+	b.policy = newPolicyHook(opts.IsCommandTopic, opts.Logger)
+	for _, h := range []mqtt.Hook{&authHook{}, b.policy} {
+		if err := b.srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
+		}
+	}
+	b.bus = newInlineBus(b.srv, opts.BusQueueSize, opts.Logger.With().Str("bus", "inline").Logger())
+	return b, nil
+}
+
+// Start binds the enabled listeners and starts serving. If a listener
+// cannot be bound it releases the ones already bound and returns a
+// *ListenError naming it; Start may then be called again.
+func (b *Broker) Start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return ErrClosed
+	case b.started:
+		return ErrStarted
+	}
+
+	var bound []net.Listener
+	listen := func(name, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range bound {
+				_ = l.Close()
+			}
+			return nil, &ListenError{Listener: name, Addr: addr, Err: err}
+		}
+		bound = append(bound, ln)
+		return ln, nil
+	}
+	var mqttLn, wsLn net.Listener
+	var err error
+	if b.opts.MQTTAddr != "" {
+		if mqttLn, err = listen("mqtt", b.opts.MQTTAddr); err != nil {
+			return err
+		}
+	}
+	if b.opts.WSAddr != "" {
+		if wsLn, err = listen("ws", b.opts.WSAddr); err != nil {
+			return err
+		}
+	}
+
+	if mqttLn != nil {
+		b.mqttLn = newTCPListener("mqtt", mqttLn, b.opts.HandshakeTimeout, b.disconnectListener, b.log)
+		// AddListener fails only for a duplicate id, impossible here.
+		_ = b.srv.AddListener(b.mqttLn)
+	}
+	if wsLn != nil {
+		b.wsLn = newWSListener("ws", wsLn, b.opts.HandshakeTimeout, b.disconnectListener, b.log)
+		_ = b.srv.AddListener(b.wsLn)
+	}
+	// Serve fails only when it loads listeners, hooks or stored state
+	// from mochi's own config, none of which we use.
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	b.started = true
+	b.log.Info().Str("mqtt", addrString(mqttLn)).Str("ws", addrString(wsLn)).Msg("broker started")
+	return nil
+}
+
+// disconnectListener sends each network client of listener id a
+// DISCONNECT (server shutting down, for v5 clients) and stops it. It is
+// mochi's closeListenerClients (server.go) without Clients.GetByListener,
+// which takes the clients read lock and then again inside Clients.Len
+// (clients.go): a client leaving at that moment queues Clients.Delete's
+// write lock between the two and the three deadlock. GetAll locks once.
+func (b *Broker) disconnectListener(id string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
+// MQTTAddr returns the address the MQTT listener is bound to, or nil if it
+// is disabled or Start has not succeeded.
+func (b *Broker) MQTTAddr() net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mqttLn == nil {
+		return nil
+	}
+	return b.mqttLn.ln.Addr()
+}
+
+// WSAddr returns the address the WebSocket listener is bound to, or nil if
+// it is disabled or Start has not succeeded.
+func (b *Broker) WSAddr() net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.wsLn == nil {
+		return nil
+	}
+	return b.wsLn.ln.Addr()
+}
+
+func addrString(ln net.Listener) string {
+	if ln == nil {
+		return "disabled"
+	}
+	return ln.Addr().String()
+}
+
+// Bus returns the in-process bus. It stays valid until Close.
+func (b *Broker) Bus() *InlineBus { return b.bus }
+
+// Dropped returns how many messages were dropped because a network
+// client's outbound queue was full. InlineBus drops are counted apart, by
+// InlineBus.Dropped.
+func (b *Broker) Dropped() int64 { return b.policy.dropped.Load() }
+
+// Close stops the listeners, disconnects every client, stops the bus and
+// waits for the bus handlers to return, so it must not be called from a
+// bus handler. It is idempotent: mochi's Server.Close closes a channel and
+// panics when called twice (server.go, close(s.done)), so it runs once.
+// Close always returns nil; the error is for io.Closer.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		// mochi first: once its listeners and clients are gone, only the
+		// bus itself could still publish, and the bus is closed next.
+		_ = b.srv.Close()
+		b.bus.close()
+		b.log.Info().Msg("broker stopped")
+	})
+	return nil
+}

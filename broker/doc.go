@@ -1,0 +1,33 @@
+// Package broker is lampgw's embedded MQTT broker: mochi-mqtt v2.7.9 with
+// our own listeners, hooks and an in-process Bus adapter for the bridge.
+//
+// A Broker is built by New and starts listening in Start; Close stops
+// everything once (mochi's own Close panics on a second call). Bus returns
+// the InlineBus the bridge publishes and subscribes through without a
+// network hop; it works from New on, with or without listeners.
+//
+// What the wrapper changes about mochi, each because of a trap in v2.7.9
+// (file and behaviour cited where it is handled):
+//
+//   - Retained messages live until replaced or cleared. mochi's default
+//     MaximumMessageExpiryInterval of 86400 s purges every retained
+//     message after a day (server.go clearExpiredRetainedMessages).
+//   - Every client is allowed in. mochi refuses all clients when no hook
+//     provides OnConnectAuthenticate (hooks.go Hooks.OnConnectAuthenticate
+//     returns false); authHook is ours so users and ACLs can be added.
+//   - A retained PUBLISH on a command topic (Options.IsCommandTopic) is
+//     delivered live but never stored, so a command cannot replay to a
+//     later subscriber and switch a lamp again ("ghost switching").
+//   - Each client's outbound queue is small (Options.MaxClientWritesPending)
+//     and drops past it are counted (Dropped).
+//   - Listeners are ours (tcpListener, wsListener): bound in Start so port 0
+//     works and a bind error names the listener, accept errors back off
+//     instead of ending the listener, and a connection that sends no
+//     CONNECT is closed after Options.HandshakeTimeout rather than holding
+//     Close forever (mochi reads CONNECT with no deadline).
+//
+// InlineBus follows MQTT where mochi's inline client does not: "x/#" also
+// matches "x", wildcard-first filters never see $SYS, every subscription
+// is independent, handlers run on their own goroutine, and retained is
+// true only for the replay made when subscribing. See InlineBus.
+package broker

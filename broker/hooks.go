@@ -1,0 +1,82 @@
+package broker
+
+import (
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/rs/zerolog"
+)
+
+// authHook decides who may connect, publish and subscribe. For now it
+// allows everyone; it exists because mochi v2.7.9 refuses every client
+// when no hook provides OnConnectAuthenticate (hooks.go,
+// Hooks.OnConnectAuthenticate returns false when none says yes), and it is
+// our own type, not mochi's auth.AllowHook, so users and ACLs can be
+// added here without changing how the broker is wired.
+type authHook struct {
+	mqtt.HookBase
+}
+
+func (h *authHook) ID() string { return "lampgw-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool { return true }
+
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return true }
+
+// policyHook holds the broker's message policy: it keeps retained
+// commands out of the retained store and counts messages dropped for slow
+// clients.
+type policyHook struct {
+	mqtt.HookBase
+	isCommand func(topic string) bool // nil: no topic is a command topic
+	log       zerolog.Logger
+	dropLog   zerolog.Logger // sampled: a stuck client drops on every publish
+	dropped   atomic.Int64
+}
+
+func newPolicyHook(isCommand func(string) bool, log zerolog.Logger) *policyHook {
+	return &policyHook{
+		isCommand: isCommand,
+		log:       log,
+		dropLog:   log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second}),
+	}
+}
+
+func (h *policyHook) ID() string { return "lampgw-policy" }
+
+func (h *policyHook) Provides(b byte) bool {
+	return (b == mqtt.OnPublish && h.isCommand != nil) || b == mqtt.OnPublishDropped
+}
+
+// OnPublish clears the retain flag of a non-empty PUBLISH to a command
+// topic. mochi's processPublish (server.go) assigns the packet returned
+// here (pk = pkx) before it tests pk.FixedHeader.Retain to call
+// retainMessage, and publishes the same packet to subscribers afterwards,
+// so the command is still delivered live but never stored. An empty
+// retained PUBLISH keeps its flag: it stores nothing and clears a command
+// retained before this hook existed (or by another broker).
+func (h *policyHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && h.isCommand(pk.TopicName) {
+		pk.FixedHeader.Retain = false
+		h.log.Debug().Str("client", cl.ID).Str("topic", pk.TopicName).Msg("retain flag cleared on command")
+	}
+	return pk, nil
+}
+
+// OnPublishDropped is called by mochi (server.go publishToClient) when a
+// client's outbound queue, sized by MaximumClientWritesPending, is full.
+func (h *policyHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	n := h.dropped.Add(1)
+	h.dropLog.Warn().
+		Str("client", cl.ID).
+		Str("remote", cl.Net.Remote).
+		Str("topic", pk.TopicName).
+		Int64("dropped_total", n).
+		Msg("client too slow; message dropped")
+}
