@@ -5,8 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lampgw/lampgw/bridge"
+	"github.com/lampgw/lampgw/broker"
+	"github.com/lampgw/lampgw/devices"
+	"github.com/lampgw/lampgw/topics"
 )
 
 // Options configure a Gateway. The zero value of each field is documented;
@@ -51,26 +60,219 @@ func (e *SettingError) Error() string {
 
 func (e *SettingError) Unwrap() error { return e.Err }
 
+// ErrStarted is returned by a second call to Start.
+var ErrStarted = errors.New("gateway: already started")
+
 // Gateway is the embedded broker, the lamp bridge and the HTTP server,
 // wired together.
 type Gateway struct {
 	opts Options
+	log  zerolog.Logger
+
+	mu       sync.Mutex
+	started  bool
+	broker   *broker.Broker
+	bridge   *bridge.Server
+	bridgeLn net.Listener
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	serving  sync.WaitGroup
+	shutOnce sync.Once
+	shutErr  error
 }
 
 // New checks opts and returns a Gateway that is not yet listening. An
 // invalid option gives a *SettingError.
 func New(opts Options) (*Gateway, error) {
-	return nil, errors.New("gateway: not implemented yet")
+	if opts.TopicPrefix == "" {
+		opts.TopicPrefix = topics.DefaultPrefix
+	}
+	if err := topics.CheckPrefix(opts.TopicPrefix); err != nil {
+		return nil, &SettingError{Setting: "topic-prefix", Value: opts.TopicPrefix, Err: errors.New("must be topic levels without wildcards, empty levels or a leading '$'")}
+	}
+	if opts.MaxFrame == 0 {
+		opts.MaxFrame = 1024
+	}
+	if opts.MaxFrame < 16 || opts.MaxFrame > 65536 {
+		return nil, &SettingError{Setting: "max-frame", Value: fmt.Sprint(opts.MaxFrame), Err: errors.New("must be between 16 and 65536")}
+	}
+	return &Gateway{opts: opts, log: opts.Logger}, nil
+}
+
+// isCommandTopic tells the broker which publishes are commands, whose
+// retain flag it drops (see broker.Options.IsCommandTopic).
+func (g *Gateway) isCommandTopic(topic string) bool {
+	t, err := topics.Parse(g.opts.TopicPrefix, topic)
+	return err == nil && t.Kind.IsCommand()
 }
 
 // Start binds every enabled listener and starts serving. When a listener
 // cannot be bound it releases the others and returns a *SettingError.
-func (g *Gateway) Start() error { return errors.New("gateway: not implemented yet") }
+func (g *Gateway) Start() (err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.started {
+		return ErrStarted
+	}
+	g.started = true
+	defer func() {
+		if err != nil {
+			g.closeLocked()
+		}
+	}()
+
+	if g.opts.DataDir != "" {
+		if err := os.MkdirAll(g.opts.DataDir, 0o755); err != nil {
+			return &SettingError{Setting: "data-dir", Value: g.opts.DataDir, Err: err}
+		}
+	}
+	if g.bridgeLn, err = listen("bridge-addr", g.opts.BridgeAddr); err != nil {
+		return err
+	}
+	if g.httpLn, err = listen("http-addr", g.opts.HTTPAddr); err != nil {
+		return err
+	}
+	g.broker, err = broker.New(broker.Options{
+		MQTTAddr:       g.opts.MQTTAddr,
+		WSAddr:         g.opts.WSAddr,
+		Logger:         g.log.With().Str("component", "broker").Logger(),
+		IsCommandTopic: g.isCommandTopic,
+	})
+	if err != nil {
+		return err
+	}
+	if err := g.broker.Start(); err != nil {
+		var le *broker.ListenError
+		if errors.As(err, &le) {
+			setting, value := "mqtt-addr", g.opts.MQTTAddr
+			if le.Listener == "ws" {
+				setting, value = "ws-addr", g.opts.WSAddr
+			}
+			return &SettingError{Setting: setting, Value: value, Err: le.Err}
+		}
+		return err
+	}
+	bus := g.broker.Bus()
+	g.bridge, err = bridge.NewServer(bridge.Options{
+		Bus:      bus,
+		Registry: devices.NewRegistry(devices.Options{}),
+		Prefix:   g.opts.TopicPrefix,
+		MaxFrame: g.opts.MaxFrame,
+		Logger:   g.log.With().Str("component", "bridge").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	if err := bus.Publish(topics.GatewayStatus, []byte(topics.Online), 0, true); err != nil {
+		return err
+	}
+	if g.bridgeLn != nil {
+		g.serving.Add(1)
+		go func() {
+			defer g.serving.Done()
+			if err := g.bridge.Serve(g.bridgeLn); !errors.Is(err, bridge.ErrServerClosed) {
+				g.log.Error().Err(err).Msg("bridge listener stopped")
+			}
+		}()
+	}
+	if g.httpLn != nil {
+		g.httpSrv = &http.Server{
+			Handler:           g.routes(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          nil,
+		}
+		g.serving.Add(1)
+		go func() {
+			defer g.serving.Done()
+			if err := g.httpSrv.Serve(g.httpLn); !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error().Err(err).Msg("http listener stopped")
+			}
+		}()
+	}
+	return nil
+}
+
+func listen(setting, addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &SettingError{Setting: setting, Value: addr, Err: err}
+	}
+	return ln, nil
+}
+
+func (g *Gateway) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Registry returns the device registry, for the HTTP API and tests; nil
+// before Start.
+func (g *Gateway) Registry() *devices.Registry {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.bridge == nil {
+		return nil
+	}
+	return g.bridge.Registry()
+}
 
 // Addrs returns the addresses bound by Start.
-func (g *Gateway) Addrs() Addrs { return Addrs{} }
+func (g *Gateway) Addrs() Addrs {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var a Addrs
+	if g.broker != nil {
+		a.MQTT, a.WS = g.broker.MQTTAddr(), g.broker.WSAddr()
+	}
+	if g.bridgeLn != nil {
+		a.Bridge = g.bridgeLn.Addr()
+	}
+	if g.httpLn != nil {
+		a.HTTP = g.httpLn.Addr()
+	}
+	return a
+}
 
 // Shutdown stops accepting, publishes offline for every connected lamp and
 // the gateway, closes the sockets and stops the broker. It returns
-// ctx.Err() if ctx ends first.
-func (g *Gateway) Shutdown(ctx context.Context) error { return nil }
+// ctx.Err() if ctx ends first; the broker is stopped either way.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.shutOnce.Do(func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.bridge != nil {
+			g.shutErr = g.bridge.Shutdown(ctx)
+		}
+		if g.httpSrv != nil {
+			if err := g.httpSrv.Shutdown(ctx); err != nil && g.shutErr == nil {
+				g.shutErr = err
+			}
+		}
+		if g.broker != nil {
+			g.broker.Bus().Publish(topics.GatewayStatus, []byte(topics.Offline), 0, true)
+		}
+		g.closeLocked()
+	})
+	g.serving.Wait()
+	return g.shutErr
+}
+
+// closeLocked releases everything Start acquired.
+func (g *Gateway) closeLocked() {
+	if g.bridgeLn != nil {
+		g.bridgeLn.Close()
+	}
+	if g.httpLn != nil {
+		g.httpLn.Close()
+	}
+	if g.broker != nil {
+		g.broker.Close()
+	}
+}
