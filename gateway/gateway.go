@@ -257,6 +257,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 		if g.broker != nil {
 			g.broker.Bus().Publish(topics.GatewayStatus, []byte(topics.Offline), 0, true)
+			// Let connected apps read the offlines before the broker
+			// drops them.
+			if err := g.broker.Drain(ctx); err != nil && g.shutErr == nil {
+				g.shutErr = err
+			}
 		}
 		g.closeLocked()
 	})

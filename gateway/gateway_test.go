@@ -66,6 +66,8 @@ type app struct {
 	t    *testing.T
 	c    paho.Client
 	msgs chan message
+	// early holds messages that arrived while newApp synchronised.
+	early []message
 }
 
 var clientSeq atomic.Int64
@@ -85,6 +87,12 @@ func newApp(t *testing.T, addr net.Addr, filters ...string) *app {
 		t.Fatalf("app connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { a.c.Disconnect(100) })
+	// mochi sends SUBACK before it replays retained messages, so a replay
+	// can land after live messages the test causes next. A last
+	// subscription and a publish to it, which the broker handles only after
+	// the earlier SUBSCRIBEs, mark the end of every replay.
+	sync := fmt.Sprintf("test-sync/%d", clientSeq.Add(1))
+	filters = append(filters, sync)
 	for _, f := range filters {
 		tok := a.c.Subscribe(f, 1, func(_ paho.Client, m paho.Message) {
 			if os.Getenv("LAMPGW_TEST_LOG") != "" {
@@ -96,6 +104,8 @@ func newApp(t *testing.T, addr net.Addr, filters ...string) *app {
 			t.Fatalf("subscribe %s: %v", f, tok.Error())
 		}
 	}
+	a.publish(sync, "sync", false)
+	_, a.early = a.expect(sync)
 	return a
 }
 
@@ -112,6 +122,14 @@ func (a *app) publish(topic, payload string, retained bool) {
 func (a *app) expect(topic string) (string, []message) {
 	a.t.Helper()
 	var before []message
+	for len(a.early) > 0 {
+		m := a.early[0]
+		a.early = a.early[1:]
+		if m.topic == topic {
+			return m.payload, before
+		}
+		before = append(before, m)
+	}
 	deadline := time.After(wait)
 	for {
 		select {
@@ -196,6 +214,18 @@ func (l *lamp) expectClosed() []string {
 			return lines
 		}
 		lines = append(lines, strings.TrimSuffix(s, "\n"))
+	}
+}
+
+// pollUntil polls cond until it holds, failing after wait.
+func pollUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", wait)
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
 	}
 }
 
@@ -315,10 +345,16 @@ func TestInvalidCommandsWriteNothing(t *testing.T) {
 }
 
 func TestOfflineCommandsDeliveredOnIdentify(t *testing.T) {
-	_, addrs := startGateway(t)
+	g, addrs := startGateway(t)
 	a := newApp(t, addrs.MQTT, "lamp/#")
 	a.publish("lamp/late/brightness/set", "100", false)
+	a.expect("lamp/late/brightness/set") // the broker has passed it on
 	a.publish("lamp/late/set", `{"mode":"manual","brightness":200}`, false)
+	// Commands reach the bridge asynchronously; wait until both are kept.
+	pollUntil(t, func() bool {
+		d, ok := g.Registry().Get("late")
+		return ok && len(d.Desired) == 2 && d.Desired[0].Value.Text == "200"
+	})
 
 	l := dialLamp(t, addrs.Bridge)
 	l.send("HELLO late\n")
