@@ -546,7 +546,8 @@ func TestServeConnIdentification(t *testing.T) {
 
 	t.Run("registry full", func(t *testing.T) {
 		// Commands to ids the registry has never seen are refused when it
-		// is full, but a real lamp is always admitted.
+		// is full; a lamp that identifies evicts an offline device, and is
+		// refused only when every known device is online.
 		e := newEnv(t, bridge.Options{Registry: devices.NewRegistry(devices.Options{MaxDevices: 1})})
 		a := e.dial(context.Background(), true)
 		a.send(t, "HELLO kitchen\n")
@@ -555,6 +556,14 @@ func TestServeConnIdentification(t *testing.T) {
 		e.expect(t, msg{topic: "lamp/ghost/error", payload: `{"topic":"lamp/ghost/brightness/set","payload":"1","error":"too many devices"}`})
 		b := e.dial(context.Background(), true)
 		b.send(t, "HELLO hall\n")
+		if got := b.line(t); got != "ERR too many devices" {
+			t.Errorf("lamp read: got %q, want %q", got, "ERR too many devices")
+		}
+		b.expectClosed(t)
+		a.conn.Close()
+		e.expect(t, offline("kitchen"))
+		c := e.dial(context.Background(), true)
+		c.send(t, "HELLO hall\n")
 		e.expect(t, online("hall"))
 	})
 

@@ -20,11 +20,12 @@ type Holder interface {
 
 // Options configure a Registry.
 type Options struct {
-	// MaxDevices bounds how many devices the registry remembers when a
-	// command names a device it has never seen, so that commands to
-	// made-up ids cannot grow it without limit. A lamp that identifies is
-	// always admitted: connections are bounded elsewhere, and a flood of
-	// made-up commands must not lock real lamps out. 0 means 10000.
+	// MaxDevices bounds how many devices the registry remembers. When it
+	// is full, a command to an unknown id is refused, while a lamp that
+	// identifies makes room by forgetting the offline device seen longest
+	// ago (one without pending commands if there is one), so neither
+	// made-up commands nor lamps cycling through ids can grow the
+	// registry or lock real lamps out. 0 means 10000.
 	MaxDevices int
 	// MaxKeys bounds the distinct keys one device may report. 0 means 64.
 	MaxKeys int
@@ -51,6 +52,9 @@ type device struct {
 	fresh    map[string]bool
 	desired  []Pair
 	lastSeen time.Time
+	// forgotten is set when the device was evicted; whoever looked it up
+	// before must look again.
+	forgotten bool
 }
 
 // NewRegistry returns an empty registry.
@@ -69,9 +73,9 @@ func NewRegistry(opts Options) *Registry {
 
 // How lookup treats a device it doesn't know.
 const (
-	find      = iota // return nil
-	create           // create it
-	createCap        // create it if fewer than MaxDevices are known
+	find    = iota // return nil
+	attach         // create it, evicting an offline device when full
+	command        // create it only when not full
 )
 
 // lookup returns id's device, or nil.
@@ -79,14 +83,66 @@ func (r *Registry) lookup(id string, mode int) (*device, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d := r.devices[id]
-	if d == nil && mode != find {
-		if mode == createCap && len(r.devices) >= r.opts.MaxDevices {
-			return nil, ErrTooManyDevices
-		}
-		d = &device{reported: make(map[string]Value)}
-		r.devices[id] = d
+	if d != nil || mode == find {
+		return d, nil
 	}
+	if len(r.devices) >= r.opts.MaxDevices && (mode == command || !r.evictLocked()) {
+		return nil, ErrTooManyDevices
+	}
+	d = &device{reported: make(map[string]Value)}
+	r.devices[id] = d
 	return d, nil
+}
+
+// evictLocked forgets the offline device seen longest ago, preferring
+// one without desired state. It reports false when every device is
+// online. Lock order is always r.mu before a device's mu.
+func (r *Registry) evictLocked() bool {
+	var victim string
+	var vd *device
+	better := func(d *device) bool {
+		if vd == nil {
+			return true
+		}
+		if (len(d.desired) == 0) != (len(vd.desired) == 0) {
+			return len(d.desired) == 0
+		}
+		return d.lastSeen.Before(vd.lastSeen)
+	}
+	for id, d := range r.devices {
+		d.mu.Lock()
+		if d.holder == nil && better(d) {
+			victim, vd = id, d
+		}
+		d.mu.Unlock()
+	}
+	if vd == nil {
+		return false
+	}
+	vd.mu.Lock()
+	offline := vd.holder == nil
+	if offline {
+		vd.forgotten = true
+		delete(r.devices, victim)
+	}
+	vd.mu.Unlock()
+	return offline
+}
+
+// lock returns id's device locked, looking again if it was forgotten
+// between lookup and lock.
+func (r *Registry) lock(id string, mode int) (*device, error) {
+	for {
+		d, err := r.lookup(id, mode)
+		if d == nil || err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		if !d.forgotten {
+			return d, nil
+		}
+		d.mu.Unlock()
+	}
 }
 
 // Attach makes h the holder of id. If another holder had it, that one is
@@ -94,11 +150,10 @@ func (r *Registry) lookup(id string, mode int) (*device, error) {
 // device lock once h holds it, before any desired state is delivered to h,
 // so "online" is published before anything else h causes.
 func (r *Registry) Attach(id string, h Holder, announce func()) (tookOver bool, err error) {
-	d, err := r.lookup(id, create)
+	d, err := r.lock(id, attach)
 	if err != nil {
 		return false, err
 	}
-	d.mu.Lock()
 	prev := d.holder
 	d.holder = h
 	d.fresh = make(map[string]bool)
@@ -137,8 +192,8 @@ func (r *Registry) Detach(id string, h Holder, announce func()) bool {
 	return true
 }
 
-// Report records pairs reported by h for id; keys in pairs are unique. Pairs whose key would exceed
-// Options.MaxKeys are refused and returned in refused. If anything needs
+// Report records pairs reported by h for id; keys in pairs are unique.
+// Pairs whose key would exceed Options.MaxKeys are refused and returned in refused. If anything needs
 // publishing (a changed value, or a key's first report on this
 // connection), publish runs under the device lock with those pairs in
 // report order and the device's whole state as a JSON object. A report
@@ -203,11 +258,10 @@ func (d *device) stateJSONLocked() []byte {
 // wins) to be delivered when a holder attaches. delivered says which
 // happened.
 func (r *Registry) Command(id string, pairs []Pair) (delivered bool, err error) {
-	d, err := r.lookup(id, createCap)
+	d, err := r.lock(id, command)
 	if err != nil {
 		return false, err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.holder != nil && len(d.desired) == 0 && d.holder.Deliver(pairs) {
 		return true, nil

@@ -442,14 +442,55 @@ func TestMaxDevices(t *testing.T) {
 			t.Errorf("Command(a): got %v, want nil", err)
 		}
 	})
-	t.Run("a lamp is always admitted", func(t *testing.T) {
+	t.Run("no room while every device is online", func(t *testing.T) {
 		announced := false
-		if _, err := r.Attach("d", &holder{}, func() { announced = true }); err != nil || !announced {
-			t.Errorf("Attach(d): got (%v, announced %v), want (nil, true)", err, announced)
+		_, err := r.Attach("d", &holder{}, func() { announced = true })
+		if !errors.Is(err, devices.ErrTooManyDevices) || announced {
+			t.Errorf("Attach(d): got (%v, announced %v), want (%v, false)", err, announced, devices.ErrTooManyDevices)
 		}
 	})
-	if got, want := r.IDs(), []string{"a", "b", "d"}; !reflect.DeepEqual(got, want) {
+	if got, want := r.IDs(), []string{"a", "b"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("IDs: got %v, want %v", got, want)
+	}
+}
+
+// TestEviction: a lamp that identifies in a full registry makes room by
+// forgetting the offline device seen longest ago, preferring one with no
+// pending commands.
+func TestEviction(t *testing.T) {
+	now := time.Unix(0, 0)
+	r := devices.NewRegistry(devices.Options{MaxDevices: 3, Now: func() time.Time { return now }})
+	visit := func(id string, stay bool) {
+		t.Helper()
+		h := &holder{}
+		if _, err := r.Attach(id, h, nil); err != nil {
+			t.Fatalf("Attach(%s): %v", id, err)
+		}
+		if !stay {
+			r.Detach(id, h, nil)
+		}
+		now = now.Add(time.Second)
+	}
+	visit("with-command", false) // seen longest ago
+	visit("old", false)
+	visit("online", true)
+	if _, err := r.Command("with-command", []devices.Pair{p("brightness", "1")}); err != nil {
+		t.Fatal(err)
+	}
+
+	// "with-command" was seen longest ago but holds a command: "old" goes.
+	visit("new", true)
+	if got, want := r.IDs(), []string{"new", "online", "with-command"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after first eviction: got %v, want %v", got, want)
+	}
+	// Now only the device with a command is offline: it goes next.
+	visit("newer", true)
+	if got, want := r.IDs(), []string{"new", "newer", "online"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after second eviction: got %v, want %v", got, want)
+	}
+	// Everyone is online: no room.
+	if _, err := r.Attach("newest", &holder{}, nil); !errors.Is(err, devices.ErrTooManyDevices) {
+		t.Fatalf("Attach(newest): got %v, want %v", err, devices.ErrTooManyDevices)
 	}
 }
 
