@@ -109,7 +109,7 @@ func New(opts Options) (*Broker, error) {
 		// SysTopicResendInterval stays at mochi's default.
 	})
 	b.policy = newPolicyHook(opts.IsCommandTopic, opts.Logger)
-	for _, h := range []mqtt.Hook{&authHook{}, b.policy} {
+	for _, h := range []mqtt.Hook{&authHook{}, b.policy, newPacketIDHook()} {
 		if err := b.srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}

@@ -25,6 +25,13 @@
 //     instead of ending the listener, and a connection that sends no
 //     CONNECT is closed after Options.HandshakeTimeout rather than holding
 //     Close forever (mochi reads CONNECT with no deadline).
+//   - Close cannot hang: a client that stopped reading is cut off after a
+//     short grace (mochi would wait for its keepalive deadline), and
+//     clients are disconnected without Clients.GetByListener, which can
+//     deadlock against a client leaving at the same moment.
+//   - A client's SUBSCRIBE and UNSUBSCRIBE are honoured while the broker
+//     has its own QoS > 0 PUBLISH with the same packet identifier in
+//     flight to that client; mochi refuses them (packetIDHook).
 //
 // InlineBus follows MQTT where mochi's inline client does not: "x/#" also
 // matches "x", wildcard-first filters never see $SYS, every subscription

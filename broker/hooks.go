@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,4 +81,77 @@ func (h *policyHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 		Str("topic", pk.TopicName).
 		Int64("dropped_total", n).
 		Msg("client too slow; message dropped")
+}
+
+// packetIDHook keeps a client's SUBSCRIBE and UNSUBSCRIBE from being
+// refused because of the broker's own packet identifiers. Client and
+// server number their packets independently (MQTT 3.1.1 section 2.3.1),
+// but mochi v2.7.9 looks a SUBSCRIBE's or UNSUBSCRIBE's identifier up in
+// the client's Inflight map, which also holds the QoS > 0 PUBLISHes the
+// broker sent the client (server.go processSubscribe and
+// processUnsubscribe, ErrPacketIdentifierInUse). A client that subscribes
+// while a retained QoS 1 replay is unacknowledged then gets SUBACK 0x91,
+// not even a 3.1.1 code, and an UNSUBSCRIBE is acknowledged but not done.
+//
+// OnPacketRead gives such a packet a substitute identifier that is free
+// in Inflight, and OnPacketEncode puts the client's identifier back on
+// the SUBACK or UNSUBACK. mochi reads, processes and acknowledges one
+// packet at a time per client (Client.Read calls processSubscribe, which
+// writes the ack), so one pending substitution per client suffices.
+type packetIDHook struct {
+	mqtt.HookBase
+	mu      sync.Mutex
+	pending map[*mqtt.Client]idSwap
+}
+
+type idSwap struct{ substitute, original uint16 }
+
+func newPacketIDHook() *packetIDHook {
+	return &packetIDHook{pending: map[*mqtt.Client]idSwap{}}
+}
+
+func (h *packetIDHook) ID() string { return "lampgw-packet-ids" }
+
+func (h *packetIDHook) Provides(b byte) bool {
+	return b == mqtt.OnPacketRead || b == mqtt.OnPacketEncode || b == mqtt.OnDisconnect
+}
+
+func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if t := pk.FixedHeader.Type; t != packets.Subscribe && t != packets.Unsubscribe {
+		return pk, nil
+	}
+	if _, inUse := cl.State.Inflight.Get(pk.PacketID); !inUse {
+		return pk, nil
+	}
+	// Search from the top: mochi numbers its own packets from 1 up.
+	for id := uint16(math.MaxUint16); id > 0; id-- {
+		if _, inUse := cl.State.Inflight.Get(id); !inUse {
+			h.mu.Lock()
+			h.pending[cl] = idSwap{substitute: id, original: pk.PacketID}
+			h.mu.Unlock()
+			pk.PacketID = id
+			return pk, nil
+		}
+	}
+	return pk, nil // every identifier in flight: let mochi refuse it
+}
+
+func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if t := pk.FixedHeader.Type; t != packets.Suback && t != packets.Unsuback {
+		return pk
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if swap, ok := h.pending[cl]; ok && swap.substitute == pk.PacketID {
+		pk.PacketID = swap.original
+		delete(h.pending, cl)
+	}
+	return pk
+}
+
+// OnDisconnect drops a substitution whose ack was never written.
+func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.mu.Lock()
+	delete(h.pending, cl)
+	h.mu.Unlock()
 }

@@ -178,13 +178,24 @@ func testReplayOnlyToNew(t *testing.T, bus Bus) {
 	older, newer := newRecorder(), newRecorder()
 	subscribe(t, bus, p+"/#", older.handle)
 	older.waitPayload(t, "1")
+	// Retained after the older subscription was made: it gets this live,
+	// and must not get it again when the newer one's replay comes.
+	publish(t, bus, p+"/b", "2", 1, true)
+	older.waitPayload(t, "2")
 	subscribe(t, bus, p+"/+", newer.handle)
-	newer.waitPayload(t, "1")
+	newer.waitFor(t, "both replays", func(ms []msg) bool { return len(ms) >= 2 })
 	publish(t, bus, p+"/a", "marker", 1, false)
 
-	want := []msg{{p + "/a", "1", true}, {p + "/a", "marker", false}}
-	checkMsgs(t, "older subscription", older.waitPayload(t, "marker"), want)
-	checkMsgs(t, "newer subscription", newer.waitPayload(t, "marker"), want)
+	checkMsgs(t, "older subscription", older.waitPayload(t, "marker"), []msg{
+		{p + "/a", "1", true},
+		{p + "/b", "2", false},
+		{p + "/a", "marker", false},
+	})
+	got := newer.waitPayload(t, "marker")
+	replay := slices.Clone(got[:len(got)-1])
+	slices.SortFunc(replay, func(a, b msg) int { return strings.Compare(a.Topic, b.Topic) })
+	checkMsgs(t, "newer subscription replay", replay, []msg{{p + "/a", "1", true}, {p + "/b", "2", true}})
+	checkMsgs(t, "newer subscription live", got[len(got)-1:], []msg{{p + "/a", "marker", false}})
 }
 
 // testRetainedParentOfHash checks that "x/#" replays the retained message

@@ -1,0 +1,31 @@
+package mqttbus
+
+import "errors"
+
+var (
+	// ErrInvalidOptions wraps a description of an Options field New refused.
+	ErrInvalidOptions = errors.New("mqttbus: invalid options")
+	// ErrConnect is returned by New when the first connection fails; the
+	// error names the broker URL (password removed) and wraps paho's.
+	ErrConnect = errors.New("mqttbus: cannot connect")
+	// ErrClosed is returned by Publish and Subscribe after Close.
+	ErrClosed = errors.New("mqttbus: closed")
+	// ErrTimeout means the broker did not acknowledge within
+	// Options.AckTimeout. A publish may still be delivered later.
+	ErrTimeout = errors.New("mqttbus: no acknowledgement from broker in time")
+	// ErrNotConnected means the connection is down (paho is reconnecting).
+	ErrNotConnected = errors.New("mqttbus: not connected")
+	// ErrRefused means the broker refused a subscription: SUBACK 0x80,
+	// typically an ACL, or a code MQTT 3.1.1 does not define.
+	ErrRefused = errors.New("mqttbus: subscription refused by broker")
+	// ErrInvalidTopic means a topic is empty, too long, not UTF-8, holds a
+	// wildcard or NUL, or starts with '$'.
+	ErrInvalidTopic = errors.New("mqttbus: invalid topic")
+	// ErrInvalidFilter means a topic filter breaks the MQTT rules for
+	// wildcards or is a shared subscription, which Bus cannot route.
+	ErrInvalidFilter = errors.New("mqttbus: invalid topic filter")
+	// ErrInvalidQoS means a QoS above 2.
+	ErrInvalidQoS = errors.New("mqttbus: invalid QoS")
+	// ErrNilHandler means Subscribe was given a nil handler.
+	ErrNilHandler = errors.New("mqttbus: nil handler")
+)
