@@ -9,6 +9,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 )
@@ -168,6 +169,11 @@ func (b *Broker) Start() error {
 	// Serve fails only when it loads listeners, hooks or stored state
 	// from mochi's own config, none of which we use.
 	if err := b.srv.Serve(); err != nil {
+		for _, l := range []interface{ Close(listeners.CloseFn) }{b.mqttLn, b.wsLn} {
+			if l != nil {
+				l.Close(nil)
+			}
+		}
 		return fmt.Errorf("broker: serve: %w", err)
 	}
 	b.started = true

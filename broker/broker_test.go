@@ -301,6 +301,19 @@ func TestStartPortInUse(t *testing.T) {
 			}
 		})
 	}
+	// A failed Start can be retried once the port is free.
+	b, err := New(Options{MQTTAddr: busy.Addr().String(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Start(); err == nil {
+		t.Fatal("Start on a busy port: got nil error")
+	}
+	busy.Close()
+	if err := b.Start(); err != nil {
+		t.Errorf("Start after the port was freed: got %v, want nil", err)
+	}
 }
 
 func TestNewInvalidOptions(t *testing.T) {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -114,10 +115,10 @@ func TestInlineBusAfterClose(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.Publish("a/b", nil, 0, false); err != ErrClosed {
+	if err := bus.Publish("a/b", nil, 0, false); !errors.Is(err, ErrClosed) {
 		t.Errorf("Publish after Close: got %v, want %v", err, ErrClosed)
 	}
-	if _, err := bus.Subscribe("a/b", 0, func(string, []byte, bool) {}); err != ErrClosed {
+	if _, err := bus.Subscribe("a/b", 0, func(string, []byte, bool) {}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Subscribe after Close: got %v, want %v", err, ErrClosed)
 	}
 }
@@ -163,5 +164,36 @@ func TestCloseStopsBusGoroutines(t *testing.T) {
 				runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkInlinePublish measures one Publish reaching one subscription's
+// queue, the cost a lamp report pays on the bridge's goroutine.
+func BenchmarkInlinePublish(b *testing.B) {
+	br, err := New(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer br.Close()
+	bus := br.Bus()
+	done := make(chan struct{}, 1)
+	var n atomic.Int64
+	if _, err := bus.Subscribe("lamp/+/state", 0, func(string, []byte, bool) {
+		if n.Add(1) == int64(b.N) {
+			done <- struct{}{}
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	payload := []byte(`{"on":true,"brightness":512}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := bus.Publish("lamp/kitchen/state", payload, 0, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if bus.Dropped() == 0 {
+		<-done
 	}
 }

@@ -190,9 +190,11 @@ func New(opts Options) (*Bus, error) {
 // Publish sends payload to topic and waits for the broker's
 // acknowledgement (PUBACK/PUBCOMP for QoS 1/2; for QoS 0, until the
 // packet is written). The payload is copied before Publish returns. It
-// fails with ErrInvalidTopic, ErrInvalidQoS, ErrClosed, ErrNotConnected
-// while paho reconnects, or ErrTimeout, after which the message may still
-// be delivered.
+// fails with ErrInvalidTopic, ErrInvalidQoS, ErrClosed, ErrNotConnected,
+// or ErrTimeout, after which the message may still be delivered (paho
+// keeps a QoS 1/2 message for after a reconnect). While paho reconnects,
+// a QoS 0 message is dropped and Publish returns nil (paho v1.5.1
+// client.go Publish); buffering across reconnects is a later issue.
 func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error {
 	switch {
 	case !dispatch.ValidTopic(topic):

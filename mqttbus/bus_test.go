@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -355,5 +356,42 @@ func TestFenceInvisible(t *testing.T) {
 		case <-time.After(waitTimeout):
 			t.Fatal("marker not received")
 		}
+	}
+}
+
+// TestCloseLeavesNoGoroutines checks Close ends every goroutine the Bus
+// and its paho client started, subscriptions' included.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	url := "tcp://" + startEmbedded(t, "127.0.0.1:0").MQTTAddr().String()
+	before := runtime.NumGoroutine()
+	b, err := New(Options{Broker: url, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{}, 1)
+	for _, f := range []string{"leak/a", "leak/+", "leak/#"} {
+		if _, err := b.Subscribe(f, 1, func(string, []byte, bool) {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Publish("leak/a", []byte("x"), 1, false); err != nil {
+		t.Fatal(err)
+	}
+	<-got
+	b.Close()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines after Close: got %d, want <= %d\n%s",
+				runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

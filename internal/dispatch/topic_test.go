@@ -172,3 +172,10 @@ func refMatch(filter, topic string) bool {
 	}
 	return len(fs) == len(ts)
 }
+
+func BenchmarkMatch(b *testing.B) {
+	b.ReportAllocs()
+	for range b.N {
+		Match("lamp/+/+/set", "lamp/kitchen/brightness/set")
+	}
+}
