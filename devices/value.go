@@ -239,46 +239,15 @@ func textToJSON(text string) string {
 	return string(b)
 }
 
-// isJSONNumber follows the number grammar of RFC 8259, section 6.
+// isJSONNumber reports whether s is one JSON number (RFC 8259, section
+// 6): a valid JSON value that starts like a number and ends in a digit,
+// so no surrounding whitespace.
 func isJSONNumber(s string) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	default:
+	if s == "" {
 		return false
 	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	return i == len(s)
+	isDigit := func(c byte) bool { return c >= '0' && c <= '9' }
+	return (s[0] == '-' || isDigit(s[0])) && isDigit(s[len(s)-1]) && json.Valid([]byte(s))
 }
 
 // clip keeps echoed input short in error lines.
