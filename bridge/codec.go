@@ -54,10 +54,7 @@ func DecodeFrame(line []byte, schema devices.Schema) (Frame, error) {
 	if !utf8.Valid(line) {
 		return Frame{}, ErrInvalidUTF8
 	}
-	// ASCII whitespace only: the text dialect's separators are ASCII, so a
-	// value ending in U+00A0 or U+2028 must keep it wherever it stands in
-	// the frame, or the lamp's own value would not round-trip.
-	line = bytes.Trim(line, " \t\n\v\f\r")
+	line = bytes.Trim(line, asciiSpace)
 	switch {
 	case len(line) == 0:
 		return Frame{}, fmt.Errorf("%w: empty", ErrMalformed)
@@ -68,6 +65,11 @@ func DecodeFrame(line []byte, schema devices.Schema) (Frame, error) {
 	}
 	return decodeText(line, schema), nil
 }
+
+// asciiSpace is what DecodeFrame trims and what makes a line blank. Only
+// ASCII: the text dialect's separators are ASCII, so a value ending in
+// U+00A0 or U+2028 keeps it wherever it stands in the frame.
+const asciiSpace = " \t\n\v\f\r"
 
 func isHello(line []byte) bool {
 	return len(line) >= 5 && strings.EqualFold(string(line[:5]), "HELLO") &&

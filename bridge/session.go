@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -164,7 +165,7 @@ func (c *session) readLoop() error {
 		case err != nil:
 			return err
 		}
-		if len(trimSpace(line)) == 0 {
+		if len(bytes.Trim(line, asciiSpace)) == 0 {
 			continue
 		}
 		if err := c.handle(line); err != nil {
@@ -270,14 +271,4 @@ func (c *session) closeAfter(line []byte, reason error) error {
 		c.fail(reason)
 	}
 	return reason
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
