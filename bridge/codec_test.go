@@ -120,10 +120,12 @@ var frameTests = []struct {
 	// any other, wherever the value stands (found by FuzzDecodeFrame: a
 	// trailing U+00A0 was lost when the value came last in the frame).
 	{name: "text ASCII whitespace trimmed", in: "\v\fbrightness=5\r\n", want: bridge.Frame{Pairs: []devices.Pair{num("brightness", "5")}}},
-	{name: "text NBSP kept at end", in: "a=x\u00a0", want: bridge.Frame{Pairs: []devices.Pair{raw("a", "x\u00a0", "\"x\u00a0\"")}}},
-	{name: "text NBSP kept before refused", in: "a=x\u00a0,zzz", want: bridge.Frame{Pairs: []devices.Pair{raw("a", "x\u00a0", "\"x\u00a0\"")}}, refused: 1},
-	{name: "text NBSP moved last by duplicate", in: "b=1,a=x\u00a0,b=2", want: bridge.Frame{Pairs: []devices.Pair{num("b", "2"), raw("a", "x\u00a0", "\"x\u00a0\"")}}},
-	{name: "text line separator value", in: "a=\u2028 b", want: bridge.Frame{Pairs: []devices.Pair{raw("a", "\u2028", `"\u2028"`)}}, refused: 1},
+	// Unicode spaces are no separators, but no value may hold one: a
+	// lamp's parser might split there when the value comes back as a
+	// command.
+	{name: "text NBSP at end refused", in: "a=x\u00a0", refused: 1},
+	{name: "text NBSP refused, rest kept", in: "a=x\u00a0,b=2", want: bridge.Frame{Pairs: []devices.Pair{num("b", "2")}}, refused: 1},
+	{name: "text line separator value", in: "a=\u2028 b", refused: 2},
 	{name: "text NBSP before hello", in: "\u00a0HELLO kitchen", want: bridge.Frame{}, refused: 2},
 	{name: "json NBSP before object", in: "\u00a0{}", want: bridge.Frame{}, refused: 1},
 	{name: "json NBSP after object", in: "{}\u00a0", wantErr: bridge.ErrMalformed},

@@ -69,8 +69,9 @@
 //
 // Commands are validated like reports, and all or nothing: one refused
 // key refuses the whole command, writes nothing, and publishes a JSON
-// error to lamp/<id>/error. Pass-through command values may not contain
-// whitespace, ',' or ';', so that any lamp can parse them back. A command
+// error to lamp/<id>/error. Pass-through values may not contain any
+// Unicode space or control character, nor, in commands, ',' or ';', so
+// that any lamp can parse them back. A command
 // for a lamp that is not connected is kept as desired state (newest value
 // per key) and written as one frame as soon as the lamp identifies. The
 // gateway never publishes state it has not heard from the lamp.

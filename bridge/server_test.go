@@ -378,7 +378,7 @@ func TestServeConnCommands(t *testing.T) {
 		}{
 			{topic: "lamp/kitchen/brightness/set", payload: "5000", wantErr: "brightness: out of range 0..1023"},
 			{topic: "lamp/kitchen/set", payload: `{"brightness":1,"mode":"party"}`, wantErr: "mode: must be auto or manual"},
-			{topic: "lamp/kitchen/scene/set", payload: "a b", wantErr: "scene: value must not contain spaces, ',' or ';'"},
+			{topic: "lamp/kitchen/scene/set", payload: "a b", wantErr: "scene: value must not contain spaces, control characters, ',' or ';'"},
 			{topic: "lamp/kitchen/set", payload: `{"id":"other"}`, wantErr: "id: reserved name"},
 			{topic: "lamp/kitchen/Bad/set", payload: "1", wantErr: `invalid key "Bad"`},
 			{topic: "lamp/kitchen/set", payload: "[1]", wantErr: "malformed frame: want a JSON object"},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/lampgw/lampgw/topics"
@@ -97,13 +98,8 @@ func (s Schema) FromText(key, text string) (Value, error) {
 	case KeyPower:
 		return enum(key, text, "on", "off")
 	}
-	if text == "" {
-		return Value{}, refuse(key, "empty value")
-	}
-	for i := 0; i < len(text); i++ {
-		if text[i] < ' ' || text[i] == 0x7f {
-			return Value{}, refuse(key, "control character in value")
-		}
+	if err := checkText(key, text); err != nil {
+		return Value{}, err
 	}
 	return Value{Text: text, JSON: textToJSON(text)}, nil
 }
@@ -150,19 +146,28 @@ func (s Schema) FromJSON(key string, raw []byte) (Value, error) {
 }
 
 // CheckCommand refuses command values that a text-dialect lamp could not
-// parse back: empty, or containing whitespace, ',', ';' or control
-// characters. Values made by FromText from a text frame always pass.
-func CheckCommand(p Pair) error {
-	t := p.Value.Text
-	if t == "" {
-		return refuse(p.Key, "empty value")
+// parse back: empty, or containing any Unicode space or control
+// character, ',' or ';'. Values made by FromText always pass; values made
+// by FromJSON may not.
+func CheckCommand(p Pair) error { return checkText(p.Key, p.Value.Text) }
+
+func checkText(key, text string) error {
+	if text == "" {
+		return refuse(key, "empty value")
 	}
-	for _, r := range t {
-		if r <= ' ' || r == ',' || r == ';' || r == 0x7f || r == utf8.RuneError {
-			return refuse(p.Key, "value must not contain spaces, ',' or ';'")
+	for _, r := range text {
+		if unsafeRune(r) || r == ',' || r == ';' {
+			return refuse(key, "value must not contain spaces, control characters, ',' or ';'")
 		}
 	}
 	return nil
+}
+
+// unsafeRune is what no text value may hold: any Unicode space or control
+// character (a lamp's line parser may split or stop there), or the
+// replacement character that stands for invalid UTF-8.
+func unsafeRune(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError
 }
 
 func (s Schema) brightness(n uint64) (Value, error) {
@@ -235,8 +240,13 @@ func textToJSON(text string) string {
 	if isJSONNumber(text) {
 		return text
 	}
-	b, _ := json.Marshal(text)
-	return string(b)
+	// Not json.Marshal: it escapes <, > and & for HTML, which a lamp's
+	// "a<b" should not turn into "a\u003cb" in lamp/<id>/state.
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(text)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // isJSONNumber reports whether s is one JSON number (RFC 8259, section

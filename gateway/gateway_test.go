@@ -321,7 +321,7 @@ func TestInvalidCommandsWriteNothing(t *testing.T) {
 		{"bad key", "lamp/bad1/Brightness/set", "1", `invalid key "Brightness"`},
 		{"not JSON", "lamp/bad1/set", "brightness=1", "malformed frame: want a JSON object"},
 		{"all or nothing", "lamp/bad1/set", `{"mode":"auto","brightness":-1}`, "brightness: not a non-negative integer"},
-		{"unsafe text", "lamp/bad1/note/set", "a b", "note: value must not contain spaces, ',' or ';'"},
+		{"unsafe text", "lamp/bad1/note/set", "a b", "note: value must not contain spaces, control characters, ',' or ';'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
