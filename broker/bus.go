@@ -53,12 +53,10 @@ func newInlineBus(srv *mqtt.Server, queueSize int, log zerolog.Logger) *InlineBu
 // with ErrInvalidTopic for a topic that is not a valid publish topic
 // (wildcards, '$' prefix, ...), ErrInvalidQoS, or ErrClosed.
 func (b *InlineBus) Publish(topic string, payload []byte, qos byte, retain bool) error {
-	switch {
-	case !dispatch.ValidTopic(topic):
-		return fmt.Errorf("%w: %q", ErrInvalidTopic, topic)
-	case qos > 2:
-		return fmt.Errorf("%w: %d", ErrInvalidQoS, qos)
-	case b.closed.Load():
+	if err := dispatch.CheckPublish(topic, qos); err != nil {
+		return err
+	}
+	if b.closed.Load() {
 		return ErrClosed
 	}
 	// mochi copies the payload for the retained store and for network
@@ -89,13 +87,8 @@ func (b *InlineBus) Publish(topic string, payload []byte, qos byte, retain bool)
 // unsubscribe is idempotent and may be called from the handler; once it
 // returns no new handler call starts.
 func (b *InlineBus) Subscribe(filter string, qos byte, handler func(topic string, payload []byte, retained bool)) (unsubscribe func(), err error) {
-	switch {
-	case !dispatch.ValidFilter(filter):
-		return nil, fmt.Errorf("%w: %q", ErrInvalidFilter, filter)
-	case qos > 2:
-		return nil, fmt.Errorf("%w: %d", ErrInvalidQoS, qos)
-	case handler == nil:
-		return nil, ErrNilHandler
+	if err := dispatch.CheckSubscribe(filter, qos, handler); err != nil {
+		return nil, err
 	}
 
 	s := &inlineSub{

@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
+
+	"github.com/lampgw/lampgw/internal/dispatch"
 )
 
 var (
@@ -12,16 +14,13 @@ var (
 	ErrStarted = errors.New("broker: already started")
 	// ErrInvalidOptions wraps a description of an Options field New refused.
 	ErrInvalidOptions = errors.New("broker: invalid options")
-	// ErrInvalidTopic means a topic is empty, too long, not UTF-8, holds a
-	// wildcard or NUL, or starts with '$' (reserved for the broker).
-	ErrInvalidTopic = errors.New("broker: invalid topic")
-	// ErrInvalidFilter means a topic filter breaks the MQTT rules for
-	// wildcards or is a shared subscription, which InlineBus cannot route.
-	ErrInvalidFilter = errors.New("broker: invalid topic filter")
-	// ErrInvalidQoS means a QoS above 2.
-	ErrInvalidQoS = errors.New("broker: invalid QoS")
-	// ErrNilHandler means Subscribe was given a nil handler.
-	ErrNilHandler = errors.New("broker: nil handler")
+	// ErrInvalidTopic, ErrInvalidFilter, ErrInvalidQoS and ErrNilHandler
+	// refuse bad Publish and Subscribe arguments; they are the same values
+	// in both bus adapters (see package internal/dispatch).
+	ErrInvalidTopic  = dispatch.ErrInvalidTopic
+	ErrInvalidFilter = dispatch.ErrInvalidFilter
+	ErrInvalidQoS    = dispatch.ErrInvalidQoS
+	ErrNilHandler    = dispatch.ErrNilHandler
 )
 
 // ListenError is returned by Start when a listener cannot be bound, such

@@ -196,12 +196,10 @@ func New(opts Options) (*Bus, error) {
 // a QoS 0 message is dropped and Publish returns nil (paho v1.5.1
 // client.go Publish); buffering across reconnects is a later issue.
 func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error {
-	switch {
-	case !dispatch.ValidTopic(topic):
-		return fmt.Errorf("%w: %q", ErrInvalidTopic, topic)
-	case qos > 2:
-		return fmt.Errorf("%w: %d", ErrInvalidQoS, qos)
-	case b.closed.Load():
+	if err := dispatch.CheckPublish(topic, qos); err != nil {
+		return err
+	}
+	if b.closed.Load() {
 		return ErrClosed
 	}
 	// paho keeps the slice in its packet (and its store, for QoS > 0).
@@ -227,13 +225,8 @@ func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error
 // returns no new handler call starts. It then unsubscribes at the broker
 // the filters no other subscription needs.
 func (b *Bus) Subscribe(filter string, qos byte, handler func(topic string, payload []byte, retained bool)) (unsubscribe func(), err error) {
-	switch {
-	case !dispatch.ValidFilter(filter):
-		return nil, fmt.Errorf("%w: %q", ErrInvalidFilter, filter)
-	case qos > 2:
-		return nil, fmt.Errorf("%w: %d", ErrInvalidQoS, qos)
-	case handler == nil:
-		return nil, ErrNilHandler
+	if err := dispatch.CheckSubscribe(filter, qos, handler); err != nil {
+		return nil, err
 	}
 	s := &sub{bus: b, filter: filter, qos: qos, filters: []string{filter}}
 	if parent, ok := dispatch.HashParent(filter); ok {

@@ -1,6 +1,10 @@
 package mqttbus
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/lampgw/lampgw/internal/dispatch"
+)
 
 var (
 	// ErrInvalidOptions wraps a description of an Options field New refused.
@@ -18,14 +22,11 @@ var (
 	// ErrRefused means the broker refused a subscription: SUBACK 0x80,
 	// typically an ACL, or a code MQTT 3.1.1 does not define.
 	ErrRefused = errors.New("mqttbus: subscription refused by broker")
-	// ErrInvalidTopic means a topic is empty, too long, not UTF-8, holds a
-	// wildcard or NUL, or starts with '$'.
-	ErrInvalidTopic = errors.New("mqttbus: invalid topic")
-	// ErrInvalidFilter means a topic filter breaks the MQTT rules for
-	// wildcards or is a shared subscription, which Bus cannot route.
-	ErrInvalidFilter = errors.New("mqttbus: invalid topic filter")
-	// ErrInvalidQoS means a QoS above 2.
-	ErrInvalidQoS = errors.New("mqttbus: invalid QoS")
-	// ErrNilHandler means Subscribe was given a nil handler.
-	ErrNilHandler = errors.New("mqttbus: nil handler")
+	// ErrInvalidTopic, ErrInvalidFilter, ErrInvalidQoS and ErrNilHandler
+	// refuse bad Publish and Subscribe arguments; they are the same values
+	// in both bus adapters (see package internal/dispatch).
+	ErrInvalidTopic  = dispatch.ErrInvalidTopic
+	ErrInvalidFilter = dispatch.ErrInvalidFilter
+	ErrInvalidQoS    = dispatch.ErrInvalidQoS
+	ErrNilHandler    = dispatch.ErrNilHandler
 )
