@@ -1,6 +1,8 @@
 package bridge_test
 
 import (
+	"github.com/lampgw/lampgw/internal/testwait"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -417,7 +419,7 @@ func TestServeConnCommands(t *testing.T) {
 		e.publish(t, "lamp/kitchen/brightness/set", "200")
 		// Commands are handled on the bus's goroutine: wait until the
 		// registry holds them all before the lamp connects.
-		waitFor(t, func() bool {
+		testwait.Until(t, "both commands kept as desired state", func() bool {
 			s, _ := e.srv.Registry().Get("kitchen")
 			return len(s.Desired) == 2 && s.Desired[0].Value.Text == "200"
 		})
@@ -434,7 +436,7 @@ func TestServeConnCommands(t *testing.T) {
 	t.Run("desired state delivered to a json lamp in json", func(t *testing.T) {
 		e := newEnv(t, bridge.Options{})
 		e.publish(t, "lamp/kitchen/set", `{"brightness":200,"mode":"manual"}`)
-		waitFor(t, func() bool {
+		testwait.Until(t, "both commands kept as desired state", func() bool {
 			s, _ := e.srv.Registry().Get("kitchen")
 			return len(s.Desired) == 2
 		})
@@ -454,7 +456,7 @@ func TestServeConnCommands(t *testing.T) {
 			}
 		})
 		// The bridge clears the retained copy...
-		waitFor(t, func() bool { return len(e.retained(t, "lamp/kitchen/brightness/set")) == 0 })
+		testwait.Until(t, "the retained command cleared", func() bool { return len(e.retained(t, "lamp/kitchen/brightness/set")) == 0 })
 		// ...and did not execute it: a lamp connecting now gets nothing
 		// before the command sent after it.
 		l := e.dial(context.Background(), true)
@@ -463,20 +465,6 @@ func TestServeConnCommands(t *testing.T) {
 		e.publish(t, "lamp/kitchen/brightness/set", "5")
 		l.expectLine(t, "brightness=5")
 	})
-}
-
-// waitFor polls cond until it holds or the test's wait runs out.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", wait)
-		}
-		<-tick.C
-	}
 }
 
 func TestServeConnTakeOver(t *testing.T) {
@@ -669,7 +657,7 @@ func TestServeConnSlowLamp(t *testing.T) {
 	e.expect(t, offline("kitchen"))
 	l.waitDone(t)
 	// What the lamp never got is kept for its next connection.
-	waitFor(t, func() bool {
+	testwait.Until(t, "the command kept as desired state", func() bool {
 		s, _ := e.srv.Registry().Get("kitchen")
 		return len(s.Desired) == 1 && s.Desired[0].Value.Text == "7"
 	})

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"github.com/lampgw/lampgw/internal/testwait"
+
 	"errors"
 	"runtime"
 	"strconv"
@@ -156,15 +158,7 @@ func TestCloseStopsBusGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines after Close: got %d, want <= %d\n%s",
-				runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Goroutines(t, before)
 }
 
 // BenchmarkInlinePublish measures one Publish reaching one subscription's

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"github.com/lampgw/lampgw/internal/testwait"
+
 	"bytes"
 	"errors"
 	"io"
@@ -86,7 +88,7 @@ func TestCloseDoesNotWaitForHandshake(t *testing.T) {
 	rawConnect(t, b.MQTTAddr().String(), "")
 	rawConnect(t, b.WSAddr().String(), "")
 	// The WebSocket one is still in HTTP, where http.Server.Close ends it.
-	waitCond(t, "the MQTT connection accepted", func() bool { return b.mqttLn.conns.len() == 1 })
+	testwait.Until(t, "the MQTT connection accepted", func() bool { return b.mqttLn.conns.len() == 1 })
 	closeWithin(t, b)
 }
 
@@ -104,17 +106,6 @@ func closeWithin(t *testing.T, b *Broker) {
 	case <-done:
 	case <-time.After(waitTimeout):
 		t.Fatal("Close did not return")
-	}
-}
-
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

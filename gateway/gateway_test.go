@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/lampgw/lampgw/internal/testwait"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -217,18 +219,6 @@ func (l *lamp) expectClosed() []string {
 	}
 }
 
-// pollUntil polls cond until it holds, failing after wait.
-func pollUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", wait)
-		}
-		time.Sleep(time.Millisecond) // polling a condition with a deadline
-	}
-}
-
 // noneOn fails if any of msgs is on topic, or under it when topic ends
 // in "/".
 func noneOn(t *testing.T, msgs []message, topic string) {
@@ -351,7 +341,7 @@ func TestOfflineCommandsDeliveredOnIdentify(t *testing.T) {
 	a.expect("lamp/late/brightness/set") // the broker has passed it on
 	a.publish("lamp/late/set", `{"mode":"manual","brightness":200}`, false)
 	// Commands reach the bridge asynchronously; wait until both are kept.
-	pollUntil(t, func() bool {
+	testwait.Until(t, "both commands kept as desired state", func() bool {
 		d, ok := g.Registry().Get("late")
 		return ok && len(d.Desired) == 2 && d.Desired[0].Value.Text == "200"
 	})

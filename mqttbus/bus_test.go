@@ -1,6 +1,8 @@
 package mqttbus
 
 import (
+	"github.com/lampgw/lampgw/internal/testwait"
+
 	"bytes"
 	"errors"
 	"net"
@@ -385,13 +387,5 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	<-got
 	b.Close()
 
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines after Close: got %d, want <= %d\n%s",
-				runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Goroutines(t, before)
 }

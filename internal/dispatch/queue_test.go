@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"github.com/lampgw/lampgw/internal/testwait"
+
 	"bytes"
 	"strconv"
 	"sync"
@@ -10,19 +12,6 @@ import (
 
 	"github.com/rs/zerolog"
 )
-
-// waitFor polls cond until it holds or a deadline passes; tests never
-// sleep a fixed time to let something happen.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func recv[T any](t *testing.T, ch <-chan T) T {
 	t.Helper()
@@ -222,7 +211,7 @@ func TestQueuePushUnblocksOnStop(t *testing.T) {
 	defer close(release)
 	q := New(func(topic string, payload []byte, retained bool) { <-release }, Options{Size: 1})
 	q.Push(Message{}) // taken by the goroutine, which then blocks
-	waitFor(t, "the goroutine to take the first message", func() bool { return len(q.ch) == 0 })
+	testwait.Until(t, "the goroutine to take the first message", func() bool { return len(q.ch) == 0 })
 	q.Push(Message{}) // fills the channel
 
 	res := make(chan bool)
