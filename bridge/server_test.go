@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,6 +170,20 @@ type lamp struct {
 	lines chan string
 	// done is closed when ServeConn returns.
 	done chan struct{}
+	// served is the gateway's end, which records whether it was closed.
+	served *closeRecorder
+}
+
+// closeRecorder records Close, so a test can tell what the gateway did
+// before a call returned without racing the goroutine that ran ServeConn.
+type closeRecorder struct {
+	net.Conn
+	closed atomic.Bool
+}
+
+func (c *closeRecorder) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
 }
 
 // dial serves a new pipe with ServeConn(ctx, …). Unless read is false, a
@@ -176,10 +191,11 @@ type lamp struct {
 func (e *env) dial(ctx context.Context, read bool) *lamp {
 	e.t.Helper()
 	client, server := net.Pipe()
-	l := &lamp{t: e.t, conn: client, lines: make(chan string, 1024), done: make(chan struct{})}
+	l := &lamp{t: e.t, conn: client, lines: make(chan string, 1024), done: make(chan struct{}),
+		served: &closeRecorder{Conn: server}}
 	go func() {
 		defer close(l.done)
-		e.srv.ServeConn(ctx, server)
+		e.srv.ServeConn(ctx, l.served)
 	}()
 	if read {
 		go func() {
@@ -683,19 +699,28 @@ func TestShutdown(t *testing.T) {
 		e.expect(t, online(fmt.Sprintf("lamp%d", i)))
 	}
 	unidentified := e.dial(context.Background(), true)
+	// The reply proves the server holds this connection before Shutdown.
+	unidentified.send(t, "junk\n")
+	unidentified.expectLine(t, "ERR not identified")
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := e.srv.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: got %v, want nil", err)
 	}
-	// Shutdown waited for every connection.
-	for _, l := range append(lamps, unidentified) {
-		select {
-		case <-l.done:
-		default:
-			t.Errorf("ServeConn still running after Shutdown returned")
+	// Shutdown waited for every connection: each was closed and each
+	// lamp was marked offline before it returned. (l.done is closed by
+	// the test's goroutine after ServeConn returns, so it can lag.)
+	for i, l := range append(lamps, unidentified) {
+		if !l.served.closed.Load() {
+			t.Errorf("connection %d: still open after Shutdown returned", i)
 		}
+		if i < len(lamps) {
+			if s, _ := e.srv.Registry().Get(fmt.Sprintf("lamp%d", i)); s.Online {
+				t.Errorf("lamp%d: still online after Shutdown returned", i)
+			}
+		}
+		l.waitDone(t)
 		l.expectClosed(t)
 	}
 	got := map[string]bool{}
