@@ -38,6 +38,9 @@ func main() {
 // shutdown or for -h, 2 for a usage error, 1 for a runtime failure. Every
 // failure is one line on stderr starting with "lampgw: ".
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == cmdHealthcheck {
+		return runHealthcheck(ctx, args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(stdout)
