@@ -33,6 +33,12 @@ var (
 	ErrSlowLamp = errors.New("bridge: lamp too slow to read commands")
 	// ErrTakenOver means another connection identified with the same id.
 	ErrTakenOver = errors.New("bridge: taken over by a new connection")
+	// ErrDeviceRemoved closes the connection of a lamp removed from the
+	// devices file.
+	ErrDeviceRemoved = errors.New("bridge: device removed from the devices file")
+	// ErrDeviceChanged closes the connection of a lamp whose settings in
+	// the devices file changed, so that they apply from a fresh start.
+	ErrDeviceChanged = errors.New("bridge: device settings changed")
 	// ErrServerClosed is returned by Serve after Shutdown.
 	ErrServerClosed = errors.New("bridge: server closed")
 )

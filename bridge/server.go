@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -45,6 +46,18 @@ type Options struct {
 	// WriteQueue is how many frames may wait for a lamp before it is
 	// dropped as too slow; 0 means 64.
 	WriteQueue int
+	// KeepAlive is the idle time before TCP keepalive probes on every
+	// lamp socket, accepted or dialed; three unanswered probes KeepAlive/3
+	// apart close it. 0 means 30s. A lamp that lost power sends no FIN, and
+	// only probes (or IdleTimeout) find it.
+	KeepAlive time.Duration
+	// DialTimeout bounds one connection attempt to a dialed lamp; 0 means
+	// 10s.
+	DialTimeout time.Duration
+	// RedialMin and RedialMax bound the wait between attempts to connect
+	// to a dialed lamp: it starts at RedialMin and doubles up to RedialMax,
+	// with jitter. 0 means 1s and 30s.
+	RedialMin, RedialMax time.Duration
 	// QoS of every publish and subscription; the zero value is QoS 0.
 	QoS byte
 	// Logger receives lifecycle events at info and rejected input at a
@@ -74,6 +87,19 @@ func (o *Options) ensureDefaults() {
 	if o.WriteQueue <= 0 {
 		o.WriteQueue = 64
 	}
+	if o.KeepAlive <= 0 {
+		o.KeepAlive = 30 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.RedialMin <= 0 {
+		o.RedialMin = time.Second
+	}
+	if o.RedialMax <= 0 {
+		o.RedialMax = 30 * time.Second
+	}
+	o.RedialMax = max(o.RedialMax, o.RedialMin)
 }
 
 // Server translates lamp connections to and from the Bus.
@@ -88,6 +114,13 @@ type Server struct {
 	cancel context.CancelFunc
 	unsubs []func()
 	wg     sync.WaitGroup
+
+	// devs is the devices file in force; nil means none.
+	devs atomic.Pointer[devices.File]
+	// devMu serialises SetDevices and guards dialers. Lock order: devMu
+	// before mu.
+	devMu   sync.Mutex
+	dialers map[string]*dialer
 
 	mu        sync.Mutex
 	closed    bool
@@ -111,6 +144,7 @@ func NewServer(opts Options) (*Server, error) {
 		warn:      opts.Logger.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second}),
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
+		dialers:   make(map[string]*dialer),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, filter := range []string{topics.SetFilter(opts.Prefix), topics.SetKeyFilter(opts.Prefix)} {
@@ -193,9 +227,21 @@ func (s *Server) isClosed() bool {
 }
 
 // ServeConn speaks the lamp protocol on conn until the peer leaves, the
-// connection fails, ctx ends or the server shuts down. ServeConn closes
-// conn.
+// connection fails, ctx ends or the server shuts down. A connection from
+// an address that a device's match holds is that device from the start;
+// others must identify. ServeConn closes conn.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
+	var preset *devices.Config
+	if c, ok := s.matched(conn.RemoteAddr()); ok {
+		preset = &c
+	}
+	s.serve(ctx, conn, preset)
+}
+
+// serve is ServeConn for a connection whose device, if preset is not nil,
+// is known without a HELLO: matched by address or dialed by us.
+func (s *Server) serve(ctx context.Context, conn net.Conn, preset *devices.Config) {
+	s.setKeepAlive(conn)
 	sess := newSession(s, conn)
 	s.mu.Lock()
 	if s.closed {
@@ -212,14 +258,18 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	sess.run(ctx)
+	sess.run(ctx, preset)
 }
 
 // Shutdown stops accepting, closes every lamp connection (each publishes
 // its lamp's "offline" as it ends), unsubscribes from commands and waits
 // for the connections' goroutines, or for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// devMu first, so that no SetDevices is between its closed check and
+	// starting a dialer (wg.Add) while we wait.
+	s.devMu.Lock()
 	s.mu.Lock()
+	s.devMu.Unlock()
 	if s.closed {
 		s.mu.Unlock()
 		return s.wait(ctx)
@@ -294,7 +344,7 @@ func (s *Server) onCommand(topic string, payload []byte, retained bool) {
 		s.refuseCommand(t.Device, topic, payload, ErrFrameTooLong)
 		return
 	}
-	pairs, err := DecodeCommand(t.Key, payload, s.opts.Schema)
+	pairs, err := DecodeCommand(t.Key, payload, s.schema(t.Device))
 	if err != nil {
 		s.refuseCommand(t.Device, topic, payload, err)
 		return

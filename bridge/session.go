@@ -108,14 +108,29 @@ func (c *session) writer(wg *sync.WaitGroup) {
 	}
 }
 
-func (c *session) run(ctx context.Context) {
+func (c *session) run(ctx context.Context, preset *devices.Config) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go c.writer(&wg)
 	stop := context.AfterFunc(ctx, func() { c.fail(ErrServerClosed) })
 	defer stop()
 
-	err := c.readLoop()
+	var err error
+	if preset != nil {
+		// A lamp that never speaks first is written to in the dialect
+		// its file entry names until it speaks.
+		d := DialectText
+		if preset.Dialect == devices.DialectJSON {
+			d = DialectJSON
+		}
+		c.dialect.Store(uint32(d))
+		if err = c.identify(Frame{ID: preset.ID, Dialect: d}, how(preset)); err != nil {
+			c.closeAfter(AppendError(nil, err), err)
+		}
+	}
+	if err == nil {
+		err = c.readLoop()
+	}
 	if c.closing == nil {
 		c.fail(err)
 	} // else the writer closes once the last ERR line is out, within WriteTimeout
@@ -135,7 +150,8 @@ func (c *session) logEnd() {
 	switch {
 	case errors.Is(reason, io.EOF):
 		reason = nil
-	case errors.Is(reason, ErrTakenOver), errors.Is(reason, ErrServerClosed):
+	case errors.Is(reason, ErrTakenOver), errors.Is(reason, ErrServerClosed),
+		errors.Is(reason, ErrDeviceRemoved), errors.Is(reason, ErrDeviceChanged):
 	case errors.Is(reason, net.ErrClosed):
 		reason = nil // closed by us for a reason already recorded
 	default:
@@ -149,7 +165,9 @@ func (c *session) logEnd() {
 
 func (c *session) readLoop() error {
 	opts := &c.srv.opts
-	c.conn.SetReadDeadline(time.Now().Add(opts.HandshakeTimeout))
+	if c.id == "" {
+		c.conn.SetReadDeadline(time.Now().Add(opts.HandshakeTimeout))
+	}
 	fr := newFramer(c.conn, opts.MaxFrame)
 	for {
 		if c.id != "" && opts.IdleTimeout > 0 {
@@ -183,7 +201,16 @@ func (c *session) readLoop() error {
 // connection.
 func (c *session) handle(line []byte) error {
 	s := c.srv
-	f, err := DecodeFrame(line, s.opts.Schema)
+	schema := s.schema(c.id)
+	f, err := DecodeFrame(line, schema)
+	if err == nil && c.id == "" && f.ID != "" && len(f.Pairs)+len(f.Refused) > 0 {
+		// The identifying frame's values follow its lamp's schema; rare
+		// enough (a JSON hello with values, for a lamp with its own
+		// brightness_max) to decode twice.
+		if own := s.schema(f.ID); own != schema {
+			f, err = DecodeFrame(line, own)
+		}
+	}
 	switch {
 	case err != nil:
 		return c.reject(err)
@@ -194,7 +221,7 @@ func (c *session) handle(line []byte) error {
 		// identifying frame is the first the lamp speaks, so it sets the
 		// dialect its commands come back in.
 		c.dialect.Store(uint32(f.Dialect))
-		if err := c.identify(f); err != nil {
+		if err := c.identify(f, "hello"); err != nil {
 			return c.closeAfter(AppendError(nil, err), err)
 		}
 	case f.Hello && f.ID != c.id:
@@ -231,7 +258,17 @@ func (c *session) handle(line []byte) error {
 	return nil
 }
 
-func (c *session) identify(f Frame) error {
+// how says how a preset lamp was identified, for the log.
+func how(preset *devices.Config) string {
+	if preset.Dial != "" {
+		return "dial"
+	}
+	return "match"
+}
+
+// identify attaches the connection to f.ID; by is how the lamp was
+// identified (hello, match or dial), for the log.
+func (c *session) identify(f Frame, by string) error {
 	s := c.srv
 	id := f.ID
 	tookOver, err := s.opts.Registry.Attach(id, c, func() {
@@ -243,7 +280,7 @@ func (c *session) identify(f Frame) error {
 	c.id = id
 	c.log = c.log.With().Str("device", id).Logger()
 	c.conn.SetReadDeadline(time.Time{})
-	c.log.Info().Bool("takeover", tookOver).Stringer("dialect", f.Dialect).Msg("lamp online")
+	c.log.Info().Bool("takeover", tookOver).Stringer("dialect", f.Dialect).Str("by", by).Msg("lamp online")
 	return nil
 }
 

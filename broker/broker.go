@@ -50,6 +50,9 @@ type Options struct {
 	// CONNECT (and, for WebSocket, the HTTP upgrade) before it is closed;
 	// 0 means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// AllowAnonymous accepts clients from any address. false accepts them
+	// from loopback only and refuses others with "not authorized".
+	AllowAnonymous bool
 	// BusQueueSize is the hand-off queue length of each InlineBus
 	// subscription; 0 means dispatch.DefaultSize.
 	BusQueueSize int
@@ -110,7 +113,12 @@ func New(opts Options) (*Broker, error) {
 		// SysTopicResendInterval stays at mochi's default.
 	})
 	b.policy = newPolicyHook(opts.IsCommandTopic, opts.Logger)
-	for _, h := range []mqtt.Hook{&authHook{}, b.policy, newPacketIDHook()} {
+	auth := &authHook{
+		srv:       b.srv,
+		allowAnon: opts.AllowAnonymous,
+		warn:      opts.Logger.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second}),
+	}
+	for _, h := range []mqtt.Hook{auth, b.policy, newPacketIDHook()} {
 		if err := b.srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}

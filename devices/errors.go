@@ -7,6 +7,8 @@ var (
 	ErrInvalidValue = errors.New("devices: invalid value")
 	// ErrTooManyDevices means the registry is full; see Options.MaxDevices.
 	ErrTooManyDevices = errors.New("devices: too many devices")
+	// ErrBadFile is matched (errors.Is) by every *FileError.
+	ErrBadFile = errors.New("devices: bad devices file")
 )
 
 // ValueError refuses one key of a report or a command. Its text is short

@@ -333,3 +333,59 @@ func (r *Registry) IDs() []string {
 	sort.Strings(ids)
 	return ids
 }
+
+// Declare makes id known, for a configured lamp that may not have
+// connected yet. If nobody holds id, announce runs under the device lock
+// (to publish "offline", say), ordered with everything else of id's.
+func (r *Registry) Declare(id string, announce func()) error {
+	d, err := r.lock(id, attach)
+	if err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	if d.holder == nil && announce != nil {
+		announce()
+	}
+	return nil
+}
+
+// Holder returns who holds id now, or nil.
+func (r *Registry) Holder(id string) Holder {
+	d, _ := r.lock(id, find)
+	if d == nil {
+		return nil
+	}
+	defer d.mu.Unlock()
+	return d.holder
+}
+
+// Remove forgets id: its reported and desired state and its holder. clear
+// runs with every key id ever reported, sorted, so the caller can clear
+// what it published for them. It runs under the registry's lock as well as
+// the device's, so that no new connection for id can announce itself
+// until clear is done. Remove returns the holder, which the caller should
+// close: from now on its Reports and its Detach find no device and publish
+// nothing. It reports false if id was not known.
+func (r *Registry) Remove(id string, clear func(keys []string)) (Holder, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.devices[id]
+	if d == nil {
+		return nil, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.forgotten = true
+	delete(r.devices, id)
+	if clear != nil {
+		keys := make([]string, 0, len(d.reported))
+		for k := range d.reported {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		clear(keys)
+	}
+	h := d.holder
+	d.holder = nil
+	return h, true
+}

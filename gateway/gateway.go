@@ -35,6 +35,16 @@ type Options struct {
 	TopicPrefix string
 	// MaxFrame is the longest lamp frame in bytes; 0 means 1024.
 	MaxFrame int
+	// DevicesFile is the YAML devices file (see devices.ParseFile); ""
+	// means none. It is read at Start, again by Reload, and whenever it
+	// changes on disk.
+	DevicesFile string
+	// AllowAnonymous accepts anonymous MQTT and WebSocket clients from any
+	// address; false accepts them from loopback only.
+	AllowAnonymous bool
+	// RedialMin is the first wait before dialing a dialed lamp again; 0
+	// means 1s. The wait doubles up to 30s.
+	RedialMin time.Duration
 	// Logger receives every log line, the broker's included.
 	Logger zerolog.Logger
 }
@@ -55,6 +65,10 @@ type SettingError struct {
 }
 
 func (e *SettingError) Error() string {
+	if e.Value == "" {
+		// The error names the value itself, as a devices file's does.
+		return fmt.Sprintf("%s: %v", e.Setting, e.Err)
+	}
 	return fmt.Sprintf("%s %q: %v", e.Setting, e.Value, e.Err)
 }
 
@@ -79,6 +93,13 @@ type Gateway struct {
 	serving  sync.WaitGroup
 	shutOnce sync.Once
 	shutErr  error
+
+	// stopWatch ends the devices file watch.
+	stopWatch context.CancelFunc
+	// reloadMu serialises reloads; devicesSeen is the devices file's
+	// content last read, applied or refused.
+	reloadMu    sync.Mutex
+	devicesSeen []byte
 }
 
 // New checks opts and returns a Gateway that is not yet listening. An
@@ -126,6 +147,12 @@ func (g *Gateway) Start() (err error) {
 			return &SettingError{Setting: "data-dir", Value: g.opts.DataDir, Err: err}
 		}
 	}
+	var devs *devices.File
+	if g.opts.DevicesFile != "" {
+		if devs, g.devicesSeen, err = g.readDevices(); err != nil {
+			return &SettingError{Setting: "devices", Err: err}
+		}
+	}
 	if g.bridgeLn, err = listen("bridge-addr", g.opts.BridgeAddr); err != nil {
 		return err
 	}
@@ -137,6 +164,7 @@ func (g *Gateway) Start() (err error) {
 		WSAddr:         g.opts.WSAddr,
 		Logger:         g.log.With().Str("component", "broker").Logger(),
 		IsCommandTopic: g.isCommandTopic,
+		AllowAnonymous: g.opts.AllowAnonymous,
 	})
 	if err != nil {
 		return err
@@ -154,17 +182,25 @@ func (g *Gateway) Start() (err error) {
 	}
 	bus := g.broker.Bus()
 	g.bridge, err = bridge.NewServer(bridge.Options{
-		Bus:      bus,
-		Registry: devices.NewRegistry(devices.Options{}),
-		Prefix:   g.opts.TopicPrefix,
-		MaxFrame: g.opts.MaxFrame,
-		Logger:   g.log.With().Str("component", "bridge").Logger(),
+		Bus:       bus,
+		Registry:  devices.NewRegistry(devices.Options{}),
+		Prefix:    g.opts.TopicPrefix,
+		MaxFrame:  g.opts.MaxFrame,
+		RedialMin: g.opts.RedialMin,
+		Logger:    g.log.With().Str("component", "bridge").Logger(),
 	})
 	if err != nil {
 		return err
 	}
 	if err := bus.Publish(topics.GatewayStatus, []byte(topics.Online), 0, true); err != nil {
 		return err
+	}
+	if devs != nil {
+		g.bridge.SetDevices(devs)
+		g.log.Info().Str("file", g.opts.DevicesFile).Int("devices", len(devs.Devices)).Msg("devices file loaded")
+		var ctx context.Context
+		ctx, g.stopWatch = context.WithCancel(context.Background())
+		g.startWatch(ctx, g.log)
 	}
 	if g.bridgeLn != nil {
 		g.serving.Add(1)
@@ -271,6 +307,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // closeLocked releases everything Start acquired.
 func (g *Gateway) closeLocked() {
+	if g.stopWatch != nil {
+		g.stopWatch()
+	}
 	if g.bridgeLn != nil {
 		g.bridgeLn.Close()
 	}

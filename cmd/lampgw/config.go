@@ -29,6 +29,8 @@ const (
 	flagDataDir     = "data-dir"
 	flagTopicPrefix = "topic-prefix"
 	flagMaxFrame    = "max-frame"
+	flagDevices     = "devices"
+	flagAllowAnon   = "allow-anonymous"
 	flagLogLevel    = "log-level"
 	flagLogFormat   = "log-format"
 )
@@ -64,8 +66,12 @@ type config struct {
 	DataDir     string
 	TopicPrefix string
 	MaxFrame    int
-	LogLevel    string
-	LogFormat   string // "auto": console on a terminal, else json
+	DevicesFile string
+	// AllowAnonymous accepts anonymous MQTT clients from any address,
+	// not only loopback.
+	AllowAnonymous bool
+	LogLevel       string
+	LogFormat      string // "auto": console on a terminal, else json
 }
 
 func defaultConfig() config {
@@ -96,6 +102,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.StringVar(&cfg.DataDir, flagDataDir, cfg.DataDir, "`dir` for persistent data, created if missing")
 	flags.StringVar(&cfg.TopicPrefix, flagTopicPrefix, cfg.TopicPrefix, "first topic `levels` of every lamp topic")
 	flags.IntVar(&cfg.MaxFrame, flagMaxFrame, cfg.MaxFrame, fmt.Sprintf("longest lamp frame in `bytes`, %d..%d", minMaxFrame, maxMaxFrame))
+	flags.StringVar(&cfg.DevicesFile, flagDevices, cfg.DevicesFile, "YAML `file` of devices (dialed lamps, lamps known by address, brightness_max); reloaded on change and SIGHUP")
+	flags.BoolVar(&cfg.AllowAnonymous, flagAllowAnon, cfg.AllowAnonymous, "accept anonymous MQTT and WebSocket clients from any address, not only loopback")
 	flags.StringVar(&cfg.LogLevel, flagLogLevel, cfg.LogLevel, "`level`: "+strings.Join(logLevels, "|"))
 	flags.StringVar(&cfg.LogFormat, flagLogFormat, cfg.LogFormat, "`format`: "+strings.Join(logFormats, "|")+"; auto is console on a terminal, else json")
 	return flags

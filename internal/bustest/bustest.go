@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lampgw/lampgw/internal/testwait"
 )
 
 // Bus is the bridge's Bus interface, declared again here so the suite
@@ -491,8 +493,10 @@ func testUnsubscribeFromHandler(t *testing.T, bus Bus) {
 	publish(t, bus, topic, "1", 1, false)
 	publish(t, bus, topic, "2", 1, false)
 	marker.waitPayload(t, "2")
-	// The self-unsubscribing handler may still be finishing "1"; a second
-	// call would have to come from "2", already queued when it ran.
+	// Each subscription has its own hand-off, so the self-unsubscribing
+	// handler may not have run yet for "1"; wait for it. A second call
+	// would have to come from "2", already queued when it ran.
+	testwait.Until(t, "the handler's first call", func() bool { return calls.Load() >= 1 })
 	publish(t, bus, topic, "3", 1, false)
 	marker.waitPayload(t, "3")
 	if n := calls.Load(); n != 1 {

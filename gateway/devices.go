@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/rs/zerolog"
+
+	"github.com/lampgw/lampgw/bridge"
+	"github.com/lampgw/lampgw/devices"
+)
+
+// ErrNoDevicesFile is returned by Reload when no devices file is set.
+var ErrNoDevicesFile = errors.New("gateway: no devices file to reload")
+
+// watchDebounce lets an editor finish writing before the file is read:
+// one save is often a truncate and several writes, or a rename.
+const watchDebounce = 200 * time.Millisecond
+
+// readDevices reads and parses the devices file, returning its raw bytes
+// too so that a reload can tell whether anything changed.
+func (g *Gateway) readDevices() (*devices.File, []byte, error) {
+	data, err := readLimited(g.opts.DevicesFile, devices.MaxFileSize)
+	if err != nil {
+		return nil, nil, &devices.FileError{File: g.opts.DevicesFile, Err: err}
+	}
+	f, err := devices.ParseFile(g.opts.DevicesFile, data)
+	return f, data, err
+}
+
+// Reload reads the devices file again and applies it: added devices
+// start, removed ones are disconnected and their retained topics cleared,
+// changed ones reconnect, and the rest keep their connections. A file
+// that does not load is refused with one log line, the devices in force
+// stay, and the error is returned.
+func (g *Gateway) Reload() error {
+	if g.opts.DevicesFile == "" {
+		return ErrNoDevicesFile
+	}
+	return g.reload(true)
+}
+
+// reload applies the devices file. Unless force is set, a file with the
+// same bytes as the one in force (or the one last refused) is left be, so
+// that events for other files in its directory cost one read.
+func (g *Gateway) reload(force bool) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	f, data, err := g.readDevices()
+	if !force && data != nil && bytes.Equal(data, g.devicesSeen) {
+		return nil
+	}
+	g.devicesSeen = data
+	if err != nil {
+		g.log.Error().Str("reason", err.Error()).Msg("devices file refused; the devices in force stay")
+		return err
+	}
+	g.mu.Lock()
+	b := g.bridge
+	g.mu.Unlock()
+	if b == nil {
+		return bridge.ErrServerClosed
+	}
+	ch := b.SetDevices(f)
+	g.log.Info().Str("file", g.opts.DevicesFile).Int("devices", len(f.Devices)).
+		Strs("added", ch.Added).Strs("removed", ch.Removed).Strs("changed", ch.Changed).
+		Msg("devices file loaded")
+	return nil
+}
+
+// watchDevices reloads the devices file when it changes, until ctx ends.
+// It watches the directory, not the file: editors save by renaming a new
+// file over the old one, and Kubernetes swaps a symlink, and either would
+// leave a watch on the file itself watching nothing.
+func (g *Gateway) watchDevices(ctx context.Context, w *fsnotify.Watcher) {
+	defer w.Close()
+	var settle <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			settle = time.After(watchDebounce)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			g.log.Warn().Err(err).Msg("devices file watch")
+		case <-settle:
+			settle = nil
+			g.reload(false)
+		}
+	}
+}
+
+// startWatch starts watchDevices, or logs why it can't; SIGHUP (Reload)
+// still works then.
+func (g *Gateway) startWatch(ctx context.Context, log zerolog.Logger) {
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		err = w.Add(filepath.Dir(g.opts.DevicesFile))
+		if err != nil {
+			w.Close()
+		}
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("cannot watch the devices file; reload it with SIGHUP")
+		return
+	}
+	g.serving.Add(1)
+	go func() {
+		defer g.serving.Done()
+		g.watchDevices(ctx, w)
+	}()
+}
+
+// readLimited reads path, but no more than limit+1 bytes, so that a huge
+// file is refused by the parser's size check instead of filling memory.
+func readLimited(path string, limit int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, pe.Err
+		}
+		return nil, err
+	}
+	defer fh.Close()
+	return io.ReadAll(io.LimitReader(fh, limit+1))
+}
