@@ -61,14 +61,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	g, err := gateway.New(gateway.Options{
-		MQTTAddr:    cfg.MQTTAddr,
-		WSAddr:      cfg.WSAddr,
-		HTTPAddr:    cfg.HTTPAddr,
-		BridgeAddr:  cfg.BridgeAddr,
-		DataDir:     cfg.DataDir,
-		TopicPrefix: cfg.TopicPrefix,
-		MaxFrame:    cfg.MaxFrame,
-		Logger:      logger,
+		MQTTAddr:       cfg.MQTTAddr,
+		WSAddr:         cfg.WSAddr,
+		HTTPAddr:       cfg.HTTPAddr,
+		BridgeAddr:     cfg.BridgeAddr,
+		DataDir:        cfg.DataDir,
+		TopicPrefix:    cfg.TopicPrefix,
+		MaxFrame:       cfg.MaxFrame,
+		DevicesFile:    cfg.DevicesFile,
+		AllowAnonymous: cfg.AllowAnonymous,
+		Logger:         logger,
 	})
 	if err != nil {
 		abandon()
@@ -97,7 +99,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Str("topic_prefix", cfg.TopicPrefix).
 		Msg("lampgw listening")
 
-	<-ctx.Done()
+	if cfg.AllowAnonymous {
+		logger.Warn().Msg("anonymous MQTT clients are accepted from any address (--allow-anonymous)")
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			if cfg.DevicesFile == "" {
+				logger.Info().Msg("SIGHUP: nothing to reload (no --devices)")
+				continue
+			}
+			g.Reload() // logs its outcome
+		}
+	}
 	logger.Info().Msg("lampgw shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
