@@ -94,6 +94,8 @@ type Gateway struct {
 	shutOnce sync.Once
 	shutErr  error
 
+	// devices is the devices file read by New, applied by Start.
+	devices *devices.File
 	// stopWatch ends the devices file watch.
 	stopWatch context.CancelFunc
 	// reloadMu serialises reloads; devicesSeen is the devices file's
@@ -117,7 +119,16 @@ func New(opts Options) (*Gateway, error) {
 	if opts.MaxFrame < 16 || opts.MaxFrame > 65536 {
 		return nil, &SettingError{Setting: "max-frame", Value: fmt.Sprint(opts.MaxFrame), Err: errors.New("must be between 16 and 65536")}
 	}
-	return &Gateway{opts: opts, log: opts.Logger}, nil
+	g := &Gateway{opts: opts, log: opts.Logger}
+	if opts.DevicesFile != "" {
+		// Read here, not in Start: a broken file is a bad setting, found
+		// before anything listens.
+		var err error
+		if g.devices, g.devicesSeen, err = g.readDevices(); err != nil {
+			return nil, &SettingError{Setting: "devices", Err: err}
+		}
+	}
+	return g, nil
 }
 
 // isCommandTopic tells the broker which publishes are commands, whose
@@ -145,12 +156,6 @@ func (g *Gateway) Start() (err error) {
 	if g.opts.DataDir != "" {
 		if err := os.MkdirAll(g.opts.DataDir, 0o755); err != nil {
 			return &SettingError{Setting: "data-dir", Value: g.opts.DataDir, Err: err}
-		}
-	}
-	var devs *devices.File
-	if g.opts.DevicesFile != "" {
-		if devs, g.devicesSeen, err = g.readDevices(); err != nil {
-			return &SettingError{Setting: "devices", Err: err}
 		}
 	}
 	if g.bridgeLn, err = listen("bridge-addr", g.opts.BridgeAddr); err != nil {
@@ -195,7 +200,7 @@ func (g *Gateway) Start() (err error) {
 	if err := bus.Publish(topics.GatewayStatus, []byte(topics.Online), 0, true); err != nil {
 		return err
 	}
-	if devs != nil {
+	if devs := g.devices; devs != nil {
 		g.bridge.SetDevices(devs)
 		g.log.Info().Str("file", g.opts.DevicesFile).Int("devices", len(devs.Devices)).Msg("devices file loaded")
 		var ctx context.Context

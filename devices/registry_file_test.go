@@ -1,0 +1,78 @@
+package devices_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/lampgw/lampgw/devices"
+)
+
+func TestDeclare(t *testing.T) {
+	r := devices.NewRegistry(devices.Options{})
+	announced := 0
+	announce := func() { announced++ }
+	if err := r.Declare("a", announce); err != nil {
+		t.Fatal(err)
+	}
+	if announced != 1 {
+		t.Errorf("Declare of an unknown device: announced %d times, want 1", announced)
+	}
+	if s, ok := r.Get("a"); !ok || s.Online {
+		t.Errorf("after Declare: got %+v %v, want a known, offline device", s, ok)
+	}
+	h := &holder{name: "h"}
+	r.Attach("a", h, nil)
+	if err := r.Declare("a", announce); err != nil || announced != 1 {
+		t.Errorf("Declare of an online device: err %v, announced %d times, want no announce", err, announced)
+	}
+
+	full := devices.NewRegistry(devices.Options{MaxDevices: 1})
+	full.Attach("x", h, nil)
+	if err := full.Declare("y", announce); err != devices.ErrTooManyDevices {
+		t.Errorf("Declare in a full registry of online devices: got %v, want ErrTooManyDevices", err)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	r := devices.NewRegistry(devices.Options{})
+	h := &holder{name: "h"}
+	r.Attach("a", h, nil)
+	r.Report("a", h, []devices.Pair{p("brightness", "5"), ps("mode", "auto")}, nil)
+	r.Command("a", []devices.Pair{p("brightness", "9")})
+
+	var cleared []string
+	got, ok := r.Remove("a", func(keys []string) { cleared = keys })
+	if !ok || got != devices.Holder(h) {
+		t.Fatalf("Remove: got %v %v, want the holder and true", got, ok)
+	}
+	if want := []string{"brightness", "mode"}; !reflect.DeepEqual(cleared, want) {
+		t.Errorf("clear keys: got %v, want %v", cleared, want)
+	}
+	if _, ok := r.Get("a"); ok {
+		t.Errorf("Get after Remove: device still known")
+	}
+	if r.Holder("a") != nil {
+		t.Errorf("Holder after Remove: got one, want nil")
+	}
+	// The old connection speaks for no one any more.
+	rec := &publishRecorder{}
+	r.Report("a", h, []devices.Pair{p("brightness", "6")}, rec.publish)
+	if rec.calls != 0 {
+		t.Errorf("Report from the removed holder published %v", rec.changed)
+	}
+	if r.Detach("a", h, func() { t.Error("Detach of the removed holder announced") }) {
+		t.Errorf("Detach of the removed holder: got true, want false")
+	}
+	if _, ok := r.Remove("a", func([]string) { t.Error("second Remove cleared") }); ok {
+		t.Errorf("second Remove: got true, want false")
+	}
+	// A new connection starts from nothing.
+	h2 := &holder{name: "h2"}
+	r.Attach("a", h2, nil)
+	if s, _ := r.Get("a"); len(s.Reported) != 0 || len(s.Desired) != 0 {
+		t.Errorf("after Remove and Attach: got %+v, want no state", s)
+	}
+	if r.Holder("a") != devices.Holder(h2) {
+		t.Errorf("Holder: got %v, want h2", r.Holder("a"))
+	}
+}
