@@ -104,21 +104,24 @@ func TestParseConfigPrecedence(t *testing.T) {
 			configCase: configCase{
 				name: "every env name",
 				env: map[string]string{
-					"LAMPGW_MQTT_ADDR":    "127.0.0.1:1",
-					"LAMPGW_WS_ADDR":      "127.0.0.1:2",
-					"LAMPGW_HTTP_ADDR":    "127.0.0.1:3",
-					"LAMPGW_BRIDGE_ADDR":  "127.0.0.1:4",
-					"LAMPGW_DATA_DIR":     "/var/lib/lampgw",
-					"LAMPGW_TOPIC_PREFIX": "home/lamp",
-					"LAMPGW_MAX_FRAME":    "16",
-					"LAMPGW_LOG_LEVEL":    "warn",
-					"LAMPGW_LOG_FORMAT":   "json",
+					"LAMPGW_MQTT_ADDR":       "127.0.0.1:1",
+					"LAMPGW_WS_ADDR":         "127.0.0.1:2",
+					"LAMPGW_HTTP_ADDR":       "127.0.0.1:3",
+					"LAMPGW_BRIDGE_ADDR":     "127.0.0.1:4",
+					"LAMPGW_DATA_DIR":        "/var/lib/lampgw",
+					"LAMPGW_TOPIC_PREFIX":    "home/lamp",
+					"LAMPGW_MAX_FRAME":       "16",
+					"LAMPGW_LOG_LEVEL":       "warn",
+					"LAMPGW_LOG_FORMAT":      "json",
+					"LAMPGW_DEVICES":         "/etc/lampgw/devices.yaml",
+					"LAMPGW_ALLOW_ANONYMOUS": "true",
 				},
 			},
 			want: func(c *config) {
 				*c = config{
 					MQTTAddr: "127.0.0.1:1", WSAddr: "127.0.0.1:2", HTTPAddr: "127.0.0.1:3", BridgeAddr: "127.0.0.1:4",
 					DataDir: "/var/lib/lampgw", TopicPrefix: "home/lamp", MaxFrame: 16, LogLevel: "warn", LogFormat: "json",
+					DevicesFile: "/etc/lampgw/devices.yaml", AllowAnonymous: true,
 				}
 			},
 		},
@@ -136,6 +139,8 @@ topic-prefix: home/lamp
 max-frame: 65536
 log-level: debug
 log-format: console
+devices: devices.yaml
+allow-anonymous: true
 `,
 			},
 			want: func(c *config) {
@@ -143,6 +148,7 @@ log-format: console
 					ConfigFile: "$CONFIG",
 					MQTTAddr:   "127.0.0.1:1", WSAddr: "127.0.0.1:2", HTTPAddr: "127.0.0.1:3", BridgeAddr: "127.0.0.1:4",
 					DataDir: "/var/lib/lampgw", TopicPrefix: "home/lamp", MaxFrame: 65536, LogLevel: "debug", LogFormat: "console",
+					DevicesFile: "devices.yaml", AllowAnonymous: true,
 				}
 			},
 		},
@@ -228,6 +234,11 @@ func TestParseConfigErrors(t *testing.T) {
 			configCase: configCase{name: "max-frame not a number in file", args: []string{"--config", "$CONFIG"}, file: "max-frame: 1k\n"},
 			setting:    "max-frame",
 			want:       `config "$CONFIG": line 1: max-frame: invalid value "1k": parse error`,
+		},
+		{
+			configCase: configCase{name: "allow-anonymous not a bool in env", env: map[string]string{"LAMPGW_ALLOW_ANONYMOUS": "maybe"}},
+			setting:    "allow-anonymous",
+			want:       `allow-anonymous: invalid value "maybe" in LAMPGW_ALLOW_ANONYMOUS: parse error`,
 		},
 		{
 			configCase: configCase{name: "bad log-level", args: []string{"--log-level", "loud"}},

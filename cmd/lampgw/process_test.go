@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -514,4 +515,69 @@ func TestProcessMosquittoInterop(t *testing.T) {
 	}
 
 	stopLampgw(t, gw, syscall.SIGTERM)
+}
+
+// TestProcessDevicesFile starts lampgw with a devices file, refuses a
+// broken one at start (exit 2, one line) and on SIGHUP (one log line, old
+// devices stay), and applies a good one on SIGHUP.
+func TestProcessDevicesFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "devices.yaml")
+	broken := "devices:\n  - id: a\n    brightness_max: lots\n"
+	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(lampgwBinary(t), "--devices", path, "--mqtt-addr", "127.0.0.1:0", "--ws-addr", "off",
+		"--http-addr", "off", "--bridge-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+	cmd.Env = cleanEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 2 {
+		t.Errorf("start with a broken devices file: got %v, want exit status 2", err)
+	}
+	want := fmt.Sprintf("lampgw: devices: %s:3: brightness_max: want an integer 1..65535, got \"lots\"\n", path)
+	if stderr.String() != want {
+		t.Errorf("stderr:\ngot  %q\nwant %q", stderr.String(), want)
+	}
+
+	if err := os.WriteFile(path, []byte("devices:\n  - id: a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := startLampgw(t, "--devices", path)
+	// startLampgw read up to the startup line; the file was loaded before.
+	if !slices.ContainsFunc(p.output.Lines(), func(line string) bool {
+		return strings.Contains(line, `"message":"devices file loaded"`)
+	}) {
+		t.Errorf("no \"devices file loaded\" line at start")
+	}
+
+	// Written in place: the watcher may see it too, but reloads only
+	// when the bytes differ from what it saw last, so each save is
+	// answered once whoever comes first.
+	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	line := p.output.waitFor(t, "the broken file refused", stepTimeout, func(line string) bool {
+		return strings.Contains(line, "devices file refused")
+	})
+	if !strings.Contains(line, `brightness_max: want an integer`) {
+		t.Errorf("refusal line %s: want the reason", line)
+	}
+
+	if err := os.WriteFile(path, []byte("devices:\n  - id: a\n  - id: b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	line = p.output.waitFor(t, "the fixed file loaded", stepTimeout, func(line string) bool {
+		return strings.Contains(line, `"message":"devices file loaded"`)
+	})
+	if !strings.Contains(line, `"added":["b"]`) {
+		t.Errorf("reload line %s: want added [b]", line)
+	}
+	stopLampgw(t, p, syscall.SIGTERM)
 }
