@@ -37,6 +37,26 @@
 // the same id is ignored; for another id it gets "ERR already identified
 // as <id>".
 //
+// Lamps that never speak first. Server.SetDevices gives the server a
+// devices file (package devices). A connection from an address that an
+// entry's match holds is that lamp from its first byte, online on
+// connect; the most specific prefix wins, and a HELLO for another id gets
+// "ERR already identified as <id>". An entry with dial is a lamp that
+// waits for a connection (an ESP8266 WiFiServer): the server dials it
+// and keeps it connected, dialing again after a failure or a hang-up
+// after RedialMin (1 s), doubling to RedialMax (30 s), each wait with
+// equal jitter; Shutdown interrupts the wait. Such lamps are written to in
+// the entry's dialect until they speak. An entry's brightness_max is that
+// lamp's Schema for reports and commands, however it connects. Every lamp
+// socket, accepted or dialed, gets TCP keepalive (Options.KeepAlive).
+//
+// Reloading the file (SetDevices again) leaves unchanged lamps connected,
+// dials added ones, and closes the connection of a lamp whose settings
+// changed (other than its name) so that they apply from a fresh start. A
+// removed lamp is disconnected and forgotten, and every retained topic
+// published for it (each key, state, availability) is cleared, so apps do
+// not show ghosts. Added lamps not yet connected are announced "offline".
+//
 // Reports. Text pairs key=value (or key:value), several per line
 // separated by spaces, tabs, commas or semicolons, or one JSON object:
 //
