@@ -16,9 +16,6 @@ import (
 	"github.com/lampgw/lampgw/devices"
 )
 
-// ErrNoDevicesFile is returned by Reload when no devices file is set.
-var ErrNoDevicesFile = errors.New("gateway: no devices file to reload")
-
 // watchDebounce lets an editor finish writing before the file is read:
 // one save is often a truncate and several writes, or a rename.
 const watchDebounce = 200 * time.Millisecond
@@ -34,16 +31,18 @@ func (g *Gateway) readDevices() (*devices.File, []byte, error) {
 	return f, data, err
 }
 
-// Reload reads the devices file again and applies it: added devices
+// Reload reads every file the gateway was configured with again, as on
+// SIGHUP, and applies each that loads. The devices file: added devices
 // start, removed ones are disconnected and their retained topics cleared,
 // changed ones reconnect, and the rest keep their connections. A file
-// that does not load is refused with one log line, the devices in force
-// stay, and the error is returned.
+// that does not load is refused with one log line, what was in force
+// stays, and its error is among those returned.
 func (g *Gateway) Reload() error {
-	if g.opts.DevicesFile == "" {
-		return ErrNoDevicesFile
+	var errs []error
+	if g.opts.DevicesFile != "" {
+		errs = append(errs, g.reload(true))
 	}
-	return g.reload(true)
+	return errors.Join(errs...)
 }
 
 // reload applies the devices file. Unless force is set, a file with the

@@ -110,11 +110,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		select {
 		case <-ctx.Done():
 		case <-hup:
-			if cfg.DevicesFile == "" {
-				logger.Info().Msg("SIGHUP: nothing to reload (no --devices)")
-				continue
-			}
-			g.Reload() // logs its outcome
+			logger.Info().Msg("SIGHUP: reloading")
+			g.Reload() // logs each file's outcome
 		}
 	}
 	logger.Info().Msg("lampgw shutting down")
