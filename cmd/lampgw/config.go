@@ -313,6 +313,7 @@ func printUsage(w io.Writer) {
 	cfg := defaultConfig()
 	flags := newFlagSet(&cfg)
 	fmt.Fprint(w, `Usage: lampgw [flags]
+       lampgw healthcheck [flags]
 
 lampgw is an MQTT broker with a bridge for legacy raw-TCP lamps.
 
@@ -320,6 +321,11 @@ Every flag can also be set by an environment variable (LAMPGW_ + the flag in
 upper snake case) or by a key in the YAML file given by --config (the flag
 name: "mqtt-addr: ':1883'"). A flag beats the environment, which beats the
 file. An empty address, or "off", disables that listener.
+
+"lampgw healthcheck" reads the same settings and probes the running lampgw:
+GET /healthz on --http-addr (on 127.0.0.1 when that has no host or listens
+on every interface), for Docker's HEALTHCHECK. It exits 0 on 200 OK, else 1
+with the reason on stderr.
 
 `)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -211,3 +211,21 @@ func TestHealthzURL(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthcheckUsage: both -h spellings show the subcommand, and help
+// is not a failed probe.
+func TestHealthcheckUsage(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"-h"}, {cmdHealthcheck, "-h"}, {cmdHealthcheck, "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr); code != 0 {
+			t.Errorf("%q: exit code: got %d, want 0", args, code)
+		}
+		if want := "lampgw healthcheck [flags]"; !strings.Contains(stdout.String(), want) {
+			t.Errorf("%q: usage: got no %q in\n%s", args, want, stdout.String())
+		}
+		if stderr.Len() != 0 {
+			t.Errorf("%q: stderr: got %q, want nothing", args, stderr.String())
+		}
+	}
+}
