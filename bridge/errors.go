@@ -39,6 +39,19 @@ var (
 	// ErrDeviceChanged closes the connection of a lamp whose settings in
 	// the devices file changed, so that they apply from a fresh start.
 	ErrDeviceChanged = errors.New("bridge: device settings changed")
+	// ErrNotAuthorized refuses an identification: a wrong or missing
+	// token, a HELLO for a lamp known by its address, or a take-over
+	// without the connected lamp's token. The connection is closed.
+	ErrNotAuthorized = errors.New("bridge: not authorized")
+	// ErrUnknownDevice refuses a HELLO for an id that is not in the
+	// devices file, under Options.RequireKnownDevices.
+	ErrUnknownDevice = errors.New("bridge: unknown device")
+	// ErrTooManyFailures refuses an identification from an address that
+	// failed too often lately, without checking it.
+	ErrTooManyFailures = errors.New("bridge: too many failed attempts, try later")
+	// ErrTooManyConnections refuses a connection over Options.MaxConns or
+	// Options.MaxConnsPerAddr.
+	ErrTooManyConnections = errors.New("bridge: too many connections")
 	// ErrServerClosed is returned by Serve after Shutdown.
 	ErrServerClosed = errors.New("bridge: server closed")
 )

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/lampgw/lampgw/devices"
 	"github.com/lampgw/lampgw/topics"
@@ -35,7 +38,7 @@ type Options struct {
 	// MaxBadFrames bad frames in a row close a connection; 0 means 20.
 	MaxBadFrames int
 	// HandshakeTimeout closes connections that have not identified in
-	// time; 0 means 30s.
+	// time; 0 means 10s.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes identified connections that send nothing for
 	// this long; 0 means never, since a lamp may only speak on change.
@@ -58,6 +61,22 @@ type Options struct {
 	// to a dialed lamp: it starts at RedialMin and doubles up to RedialMax,
 	// with jitter. 0 means 1s and 30s.
 	RedialMin, RedialMax time.Duration
+	// RequireKnownDevices refuses a HELLO for an id that is not in the
+	// devices file.
+	RequireKnownDevices bool
+	// MaxConns bounds the lamp connections open at once; more are answered
+	// "ERR too many connections" and closed. 0 means 10000, the registry's
+	// default size.
+	MaxConns int
+	// MaxConnsPerAddr bounds the connections from one remote IP address
+	// (dialed lamps aside); 0 means 256, enough for a simulator or a NAT
+	// in front of a fleet, few enough that one host cannot take them all.
+	MaxConnsPerAddr int
+	// FrameRate is how many frames per second one connection may send on
+	// average, FrameBurst how many at once; past it the reader slows down.
+	// 0 means 100 and twice FrameRate; a negative FrameRate means no limit.
+	FrameRate  float64
+	FrameBurst int
 	// QoS of every publish and subscription; the zero value is QoS 0.
 	QoS byte
 	// Logger receives lifecycle events at info and rejected input at a
@@ -79,7 +98,7 @@ func (o *Options) ensureDefaults() {
 		o.MaxBadFrames = 20
 	}
 	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = 30 * time.Second
+		o.HandshakeTimeout = 10 * time.Second
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
@@ -100,6 +119,18 @@ func (o *Options) ensureDefaults() {
 		o.RedialMax = 30 * time.Second
 	}
 	o.RedialMax = max(o.RedialMax, o.RedialMin)
+	if o.MaxConns <= 0 {
+		o.MaxConns = 10000
+	}
+	if o.MaxConnsPerAddr <= 0 {
+		o.MaxConnsPerAddr = 256
+	}
+	if o.FrameRate == 0 {
+		o.FrameRate = 100
+	}
+	if o.FrameBurst <= 0 {
+		o.FrameBurst = max(1, int(2*o.FrameRate))
+	}
 }
 
 // Server translates lamp connections to and from the Bus.
@@ -122,8 +153,12 @@ type Server struct {
 	devMu   sync.Mutex
 	dialers map[string]*dialer
 
+	stats stats
+
 	mu        sync.Mutex
 	closed    bool
+	perAddr   map[netip.Addr]int
+	failed    map[netip.Addr]*rate.Limiter
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 }
@@ -145,6 +180,8 @@ func NewServer(opts Options) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		dialers:   make(map[string]*dialer),
+		perAddr:   make(map[netip.Addr]int),
+		failed:    make(map[netip.Addr]*rate.Limiter),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, filter := range []string{topics.SetFilter(opts.Prefix), topics.SetKeyFilter(opts.Prefix)} {
@@ -243,11 +280,36 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 func (s *Server) serve(ctx context.Context, conn net.Conn, preset *devices.Config) {
 	s.setKeepAlive(conn)
 	sess := newSession(s, conn)
+	sess.preset = preset != nil
+	addr, hasAddr := remoteIP(conn)
+	// A dialed lamp is one we chose to call; it counts in the total only.
+	perAddr := hasAddr && (preset == nil || preset.Dial == "")
 	s.mu.Lock()
-	if s.closed {
+	var refused error
+	switch {
+	case s.closed:
 		s.mu.Unlock()
 		conn.Close()
 		return
+	case len(s.sessions) >= s.opts.MaxConns:
+		refused = ErrTooManyConnections
+		s.stats.refusedTotal.Add(1)
+	case perAddr && s.perAddr[addr] >= s.opts.MaxConnsPerAddr:
+		refused = fmt.Errorf("%w from %s", ErrTooManyConnections, addr)
+		s.stats.refusedPerAddr.Add(1)
+	}
+	if refused != nil {
+		s.mu.Unlock()
+		s.warn.Warn().Str("remote", conn.RemoteAddr().String()).Str("reason", refused.Error()).Msg("lamp connection refused")
+		// One short try to say why; a peer that doesn't read is not
+		// waited for.
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		conn.Write(AppendError(nil, ErrTooManyConnections))
+		conn.Close()
+		return
+	}
+	if perAddr {
+		s.perAddr[addr]++
 	}
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
@@ -255,6 +317,11 @@ func (s *Server) serve(ctx context.Context, conn net.Conn, preset *devices.Confi
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
+		if perAddr {
+			if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
+				delete(s.perAddr, addr)
+			}
+		}
 		s.mu.Unlock()
 		s.wg.Done()
 	}()

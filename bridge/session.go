@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/lampgw/lampgw/devices"
 	"github.com/lampgw/lampgw/topics"
@@ -28,6 +30,13 @@ type session struct {
 	id      string
 	bad     int
 	dialect atomic.Uint32
+	// preset is set for a lamp known without HELLO (matched or dialed).
+	preset bool
+	// tokenHash is the SHA-256 of the token this connection identified
+	// with (zero: none); a take-over must present the same.
+	tokenHash [sha256.Size]byte
+	// limiter paces the reader (Options.FrameRate); nil means no limit.
+	limiter *rate.Limiter
 
 	// out carries whole frames to the writer. A nil frame asks the writer
 	// to close the connection once everything before it is written.
@@ -39,13 +48,17 @@ type session struct {
 }
 
 func newSession(s *Server, conn net.Conn) *session {
-	return &session{
+	c := &session{
 		srv:  s,
 		conn: conn,
 		log:  s.log.With().Str("remote", conn.RemoteAddr().String()).Logger(),
 		out:  make(chan []byte, s.opts.WriteQueue),
 		done: make(chan struct{}),
 	}
+	if s.opts.FrameRate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(s.opts.FrameRate), s.opts.FrameBurst)
+	}
+	return c
 }
 
 // fail closes the connection for reason; the first reason wins.
@@ -71,6 +84,7 @@ func (c *session) Deliver(pairs []devices.Pair) bool {
 	case c.out <- frame:
 		return true
 	default:
+		c.srv.stats.slowLamps.Add(1)
 		c.fail(ErrSlowLamp)
 		return false
 	}
@@ -124,7 +138,7 @@ func (c *session) run(ctx context.Context, preset *devices.Config) {
 			d = DialectJSON
 		}
 		c.dialect.Store(uint32(d))
-		if err = c.identify(Frame{ID: preset.ID, Dialect: d}, how(preset)); err != nil {
+		if err = c.identify(Frame{ID: preset.ID, Dialect: d}, how(preset), nil); err != nil {
 			c.closeAfter(AppendError(nil, err), err)
 		}
 	}
@@ -181,10 +195,20 @@ func (c *session) readLoop() error {
 			}
 			continue
 		case err != nil:
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				if c.id == "" {
+					c.srv.stats.handshakeTimeouts.Add(1)
+				} else {
+					c.srv.stats.idleTimeouts.Add(1)
+				}
+			}
 			return err
 		}
 		if len(bytes.Trim(line, asciiSpace)) == 0 {
 			continue
+		}
+		if !c.limitFrames() {
+			return c.reason
 		}
 		if err := c.handle(line); err != nil {
 			return err
@@ -221,7 +245,7 @@ func (c *session) handle(line []byte) error {
 		// identifying frame is the first the lamp speaks, so it sets the
 		// dialect its commands come back in.
 		c.dialect.Store(uint32(f.Dialect))
-		if err := c.identify(f, "hello"); err != nil {
+		if err := c.hello(f); err != nil {
 			return c.closeAfter(AppendError(nil, err), err)
 		}
 	case f.Hello && f.ID != c.id:
@@ -266,12 +290,42 @@ func how(preset *devices.Config) string {
 	return "match"
 }
 
-// identify attaches the connection to f.ID; by is how the lamp was
-// identified (hello, match or dial), for the log.
-func (c *session) identify(f Frame, by string) error {
+// hello identifies the connection by a HELLO or a JSON id, checking it
+// (see admitHello) and counting failures against the remote address.
+func (c *session) hello(f Frame) error {
+	s := c.srv
+	addr, hasAddr := remoteIP(c.conn)
+	var failures *rate.Limiter
+	if hasAddr {
+		failures = s.failures(addr)
+		// Tokens() without taking one: only failures spend them.
+		if failures.Tokens() < 1 {
+			s.stats.authFailures.Add(1)
+			s.warn.Warn().Str("remote", c.conn.RemoteAddr().String()).Str("device", f.ID).Msg("lamp identification refused: too many failed attempts")
+			return ErrTooManyFailures
+		}
+	}
+	if f.Token != "" {
+		c.tokenHash = devices.HashToken(f.Token)
+	}
+	err := c.identify(f, "hello", c.admitHello(f.ID, f.Token))
+	if errors.Is(err, ErrNotAuthorized) || errors.Is(err, ErrUnknownDevice) {
+		s.stats.authFailures.Add(1)
+		if failures != nil {
+			failures.Allow() // spend one
+		}
+		// The reason, never the token.
+		s.warn.Warn().Str("remote", c.conn.RemoteAddr().String()).Str("device", f.ID).Str("reason", reason(err)).Msg("lamp identification refused")
+	}
+	return err
+}
+
+// identify attaches the connection to f.ID if admit allows (nil: always);
+// by is how the lamp was identified (hello, match or dial), for the log.
+func (c *session) identify(f Frame, by string, admit func(devices.Holder) error) error {
 	s := c.srv
 	id := f.ID
-	tookOver, err := s.opts.Registry.Attach(id, c, func() {
+	tookOver, err := s.opts.Registry.AttachIf(id, c, admit, func() {
 		s.publish(topics.Availability(s.opts.Prefix, id), []byte(topics.Online), true)
 	})
 	if err != nil {
@@ -289,6 +343,7 @@ func (c *session) identify(f Frame, by string) error {
 // asked the writer to close the connection after the final ERR line.
 func (c *session) reject(err error) error {
 	c.bad++
+	c.srv.stats.badFrames.Add(1)
 	c.srv.warn.Warn().Str("remote", c.conn.RemoteAddr().String()).Str("device", c.id).Str("reason", err.Error()).Msg("lamp frame rejected")
 	c.send(AppendError(nil, err))
 	if c.bad < c.srv.opts.MaxBadFrames {

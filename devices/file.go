@@ -2,6 +2,9 @@ package devices
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -51,15 +54,32 @@ type Config struct {
 	// Dialect is how to write to a lamp before it has spoken:
 	// DialectText, DialectJSON, or "" (text).
 	Dialect string
-	// Token is the lamp's shared secret; "" means none. It is never
-	// published or logged.
-	Token string
+	// TokenHash is the SHA-256 of the lamp's shared secret, which the
+	// file holds as the secret or as "sha256:<hex>"; the secret itself is
+	// not kept. The zero value means the lamp has no token.
+	TokenHash [sha256.Size]byte
 	// BrightnessMax is the largest brightness the lamp takes; 0 means
 	// DefaultBrightnessMax.
 	BrightnessMax int
 	// Line is where the device starts in its file, for messages.
 	Line int
 }
+
+// HasToken reports whether the lamp must present a token.
+func (c Config) HasToken() bool { return c.TokenHash != [sha256.Size]byte{} }
+
+// CheckToken reports whether token is the lamp's, in time that does not
+// depend on where they differ.
+func (c Config) CheckToken(token string) bool {
+	h := HashToken(token)
+	return c.HasToken() && subtle.ConstantTimeCompare(h[:], c.TokenHash[:]) == 1
+}
+
+// HashToken is how a lamp token is stored: its SHA-256. Tokens are
+// compared on every HELLO, so a slow hash such as bcrypt would let a
+// HELLO flood burn the CPU; a token should be long and random instead
+// (openssl rand -hex 16).
+func HashToken(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
 
 // Schema is the value schema for c's reports and commands.
 func (c Config) Schema() Schema { return Schema{BrightnessMax: c.BrightnessMax} }
@@ -308,13 +328,11 @@ func parseDevice(n *yaml.Node, fail failFunc) (Config, error) {
 			}
 			c.Dialect = val
 		case "token":
-			// It goes on a HELLO line after the id, so it is one word.
-			if val == "" || len(val) > maxTokenLen || strings.ContainsFunc(val, func(r rune) bool {
-				return unicode.IsSpace(r) || unicode.IsControl(r)
-			}) {
-				return c, bad("want 1 to %d bytes without spaces or control characters", maxTokenLen)
+			h, err := parseToken(val)
+			if err != nil {
+				return c, bad("%v", err)
 			}
-			c.Token = val
+			c.TokenHash = h
 		case "brightness_max":
 			m, err := strconv.Atoi(val)
 			if err != nil || m < 1 || m > maxBrightnessTo {
@@ -332,6 +350,30 @@ func parseDevice(n *yaml.Node, fail failFunc) (Config, error) {
 		return c, fail(n.Line, "match", "a device is either dialed (dial) or dials in (match), not both")
 	}
 	return c, nil
+}
+
+// parseToken reads a token entry: "sha256:" and 64 hex digits is a
+// hash, anything else the token itself, which goes on a HELLO line after
+// the id and so must be one word.
+func parseToken(val string) ([sha256.Size]byte, error) {
+	var h [sha256.Size]byte
+	if hexed, ok := strings.CutPrefix(val, "sha256:"); ok {
+		b, err := hex.DecodeString(hexed)
+		if err != nil || len(b) != sha256.Size {
+			return h, errors.New("want sha256: and 64 hex digits")
+		}
+		copy(h[:], b)
+		if h == ([sha256.Size]byte{}) {
+			return h, errors.New("want sha256: and 64 hex digits, not all zero")
+		}
+		return h, nil
+	}
+	if val == "" || len(val) > maxTokenLen || strings.ContainsFunc(val, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r)
+	}) {
+		return h, fmt.Errorf("want 1 to %d bytes without spaces or control characters, or sha256:<hex>", maxTokenLen)
+	}
+	return HashToken(val), nil
 }
 
 func parseMatch(s string) (netip.Prefix, error) {

@@ -19,8 +19,8 @@ func TestLoadFileFixture(t *testing.T) {
 	want := []devices.Config{
 		{ID: "kitchen", Name: "Kitchen lamp", Dial: "192.168.1.40:8888", Dialect: "json", BrightnessMax: 255, Line: 3},
 		{ID: "hall", Match: netip.MustParsePrefix("192.168.1.41/32"), Line: 9},
-		{ID: "garage", Match: netip.MustParsePrefix("10.0.0.0/24"), Token: "s3cret", Line: 11},
-		{ID: "porch", Line: 14},
+		{ID: "garage", Match: netip.MustParsePrefix("10.0.0.0/24"), TokenHash: devices.HashToken("s3cret"), Line: 11},
+		{ID: "porch", TokenHash: devices.HashToken("0123"), Line: 14},
 	}
 	if len(f.Devices) != len(want) {
 		t.Fatalf("devices: got %d, want %d: %+v", len(f.Devices), len(want), f.Devices)
@@ -30,8 +30,14 @@ func TestLoadFileFixture(t *testing.T) {
 			t.Errorf("device %d: got %+v, want %+v", i, got, w)
 		}
 	}
-	if c, ok := f.Lookup("garage"); !ok || c.Token != "s3cret" {
-		t.Errorf("Lookup(garage): got %+v %v, want the garage", c, ok)
+	if c, ok := f.Lookup("garage"); !ok || !c.CheckToken("s3cret") || c.CheckToken("s3cre") || c.CheckToken("") {
+		t.Errorf("Lookup(garage): got %+v %v, want the garage with token s3cret", c, ok)
+	}
+	if c, _ := f.Lookup("porch"); !c.CheckToken("0123") {
+		t.Errorf("porch: token given as sha256:<hex> does not check")
+	}
+	if c, _ := f.Lookup("hall"); c.HasToken() || c.CheckToken("") {
+		t.Errorf("hall: has no token, but HasToken or CheckToken(\"\") is true")
 	}
 	if _, ok := f.Lookup("nope"); ok {
 		t.Errorf("Lookup(nope): got a device, want none")
@@ -111,8 +117,9 @@ func TestParseFileErrors(t *testing.T) {
 		{"match twice", "devices:\n  - {id: a, match: 10.0.0.1}\n  - {id: b, match: 10.0.0.1/32}\n", `d.yaml:3: match: 10.0.0.1/32 already identifies "a"`},
 		{"dial and match", "devices:\n  - id: a\n    dial: x:1\n    match: 10.0.0.1\n", "d.yaml:2: match: a device is either dialed (dial) or dials in (match), not both"},
 		{"dialect", "devices:\n  - id: a\n    dialect: xml\n", `d.yaml:3: dialect: want text or json, got "xml"`},
-		{"token space", "devices:\n  - id: a\n    token: two words\n", "d.yaml:3: token: want 1 to 128 bytes without spaces or control characters"},
-		{"token empty", "devices:\n  - id: a\n    token: \"\"\n", "d.yaml:3: token: want 1 to 128 bytes without spaces or control characters"},
+		{"token space", "devices:\n  - id: a\n    token: two words\n", "d.yaml:3: token: want 1 to 128 bytes without spaces or control characters, or sha256:<hex>"},
+		{"token empty", "devices:\n  - id: a\n    token: \"\"\n", "d.yaml:3: token: want 1 to 128 bytes without spaces or control characters, or sha256:<hex>"},
+		{"token short hash", "devices:\n  - id: a\n    token: sha256:abcd\n", "d.yaml:3: token: want sha256: and 64 hex digits"},
 		{"brightness_max word", "devices:\n  - id: a\n    brightness_max: lots\n", `d.yaml:3: brightness_max: want an integer 1..65535, got "lots"`},
 		{"brightness_max zero", "devices:\n  - id: a\n    brightness_max: 0\n", `d.yaml:3: brightness_max: want an integer 1..65535, got "0"`},
 		{"name control", "devices:\n  - id: a\n    name: \"a\\tb\"\n", "d.yaml:3: name: want at most 128 bytes without control characters"},
@@ -167,7 +174,7 @@ func TestConfigSameConnection(t *testing.T) {
 		{"renamed and moved", devices.Config{ID: "a", Name: "B", Dial: "x:1", Line: 9}, true},
 		{"dial", devices.Config{ID: "a", Name: "A", Dial: "x:2"}, false},
 		{"dialect", devices.Config{ID: "a", Dial: "x:1", Dialect: "json"}, false},
-		{"token", devices.Config{ID: "a", Dial: "x:1", Token: "t"}, false},
+		{"token", devices.Config{ID: "a", Dial: "x:1", TokenHash: devices.HashToken("t")}, false},
 		{"brightness", devices.Config{ID: "a", Dial: "x:1", BrightnessMax: 255}, false},
 	} {
 		if got := a.SameConnection(tc.b); got != tc.want {

@@ -150,11 +150,24 @@ func (r *Registry) lock(id string, mode int) (*device, error) {
 // device lock once h holds it, before any desired state is delivered to h,
 // so "online" is published before anything else h causes.
 func (r *Registry) Attach(id string, h Holder, announce func()) (tookOver bool, err error) {
+	return r.AttachIf(id, h, nil, announce)
+}
+
+// AttachIf is Attach, but only if admit, called under the device lock
+// with the current holder (nil when offline), returns nil; otherwise it
+// returns admit's error and changes nothing. A nil admit admits anyone.
+func (r *Registry) AttachIf(id string, h Holder, admit func(prev Holder) error, announce func()) (tookOver bool, err error) {
 	d, err := r.lock(id, attach)
 	if err != nil {
 		return false, err
 	}
 	prev := d.holder
+	if admit != nil {
+		if err := admit(prev); err != nil {
+			d.mu.Unlock()
+			return false, err
+		}
+	}
 	d.holder = h
 	d.fresh = make(map[string]bool)
 	d.lastSeen = r.opts.Now()

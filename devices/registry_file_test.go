@@ -1,6 +1,7 @@
 package devices_test
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 
@@ -74,5 +75,38 @@ func TestRemove(t *testing.T) {
 	}
 	if r.Holder("a") != devices.Holder(h2) {
 		t.Errorf("Holder: got %v, want h2", r.Holder("a"))
+	}
+}
+
+func TestAttachIf(t *testing.T) {
+	r := devices.NewRegistry(devices.Options{})
+	first, second := &holder{name: "first"}, &holder{name: "second"}
+	refused := errors.New("refused")
+	var sawPrev []devices.Holder
+	admitOnly := func(want devices.Holder) func(devices.Holder) error {
+		return func(prev devices.Holder) error {
+			sawPrev = append(sawPrev, prev)
+			if prev != want {
+				return refused
+			}
+			return nil
+		}
+	}
+	if _, err := r.AttachIf("a", first, admitOnly(nil), nil); err != nil {
+		t.Fatalf("AttachIf offline: %v", err)
+	}
+	announced := false
+	if _, err := r.AttachIf("a", second, admitOnly(nil), func() { announced = true }); err != refused {
+		t.Fatalf("AttachIf refused: got %v, want the admit error", err)
+	}
+	if announced || first.kickCount() != 0 || r.Holder("a") != devices.Holder(first) {
+		t.Errorf("a refused AttachIf changed something: announced %v, kicks %d, holder %v", announced, first.kickCount(), r.Holder("a"))
+	}
+	tookOver, err := r.AttachIf("a", second, admitOnly(first), nil)
+	if err != nil || !tookOver || first.kickCount() != 1 {
+		t.Errorf("admitted take-over: got %v %v, kicks %d; want true nil 1", tookOver, err, first.kickCount())
+	}
+	if want := []devices.Holder{nil, first, first}; !reflect.DeepEqual(sawPrev, want) {
+		t.Errorf("admit saw %v, want %v", sawPrev, want)
 	}
 }

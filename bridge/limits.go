@@ -1,0 +1,163 @@
+package bridge
+
+import (
+	"crypto/subtle"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/lampgw/lampgw/devices"
+)
+
+// Stats counts what the server's limits did, for logs and metrics. Each
+// counter only grows, except Connections.
+type Stats struct {
+	// Connections is the number of lamp connections open now.
+	Connections int
+	// RefusedTotal counts connections refused because MaxConns were open.
+	RefusedTotal uint64
+	// RefusedPerAddr counts connections refused because their address had
+	// MaxConnsPerAddr open.
+	RefusedPerAddr uint64
+	// HandshakeTimeouts counts connections closed for not identifying
+	// within HandshakeTimeout.
+	HandshakeTimeouts uint64
+	// IdleTimeouts counts lamps closed for silence longer than IdleTimeout.
+	IdleTimeouts uint64
+	// RateLimited counts frames held back by the per-connection frame rate.
+	RateLimited uint64
+	// AuthFailures counts refused identifications: a wrong or missing
+	// token, an unknown id under RequireKnownDevices, a take-over without
+	// the holder's token, and attempts refused for too many of those.
+	AuthFailures uint64
+	// BadFrames counts frames answered with ERR.
+	BadFrames uint64
+	// SlowLamps counts lamps dropped because their write queue was full.
+	SlowLamps uint64
+}
+
+type stats struct {
+	refusedTotal, refusedPerAddr, handshakeTimeouts, idleTimeouts,
+	rateLimited, authFailures, badFrames, slowLamps atomic.Uint64
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := len(s.sessions)
+	s.mu.Unlock()
+	return Stats{
+		Connections:       n,
+		RefusedTotal:      s.stats.refusedTotal.Load(),
+		RefusedPerAddr:    s.stats.refusedPerAddr.Load(),
+		HandshakeTimeouts: s.stats.handshakeTimeouts.Load(),
+		IdleTimeouts:      s.stats.idleTimeouts.Load(),
+		RateLimited:       s.stats.rateLimited.Load(),
+		AuthFailures:      s.stats.authFailures.Load(),
+		BadFrames:         s.stats.badFrames.Load(),
+		SlowLamps:         s.stats.slowLamps.Load(),
+	}
+}
+
+// Failed identifications are rate limited per remote address: failBurst
+// at once, then one per failEvery. Enough for a lamp with a typo to show
+// up in the log, too slow to guess a token.
+const (
+	failBurst = 5
+	failEvery = 12 * time.Second
+	// maxFailAddrs bounds the failure table; when full, an arbitrary
+	// entry is forgotten, which at worst gives that address a fresh burst.
+	maxFailAddrs = 4096
+)
+
+// remoteIP is conn's remote IP, if it has one (net.Pipe has none).
+func remoteIP(conn net.Conn) (netip.Addr, bool) {
+	ta, ok := conn.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	return ip.Unmap(), ok
+}
+
+// failures returns addr's failure limiter, creating it if needed.
+func (s *Server) failures(addr netip.Addr) *rate.Limiter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.failed[addr]
+	if l == nil {
+		if len(s.failed) >= maxFailAddrs {
+			for a := range s.failed {
+				delete(s.failed, a)
+				break
+			}
+		}
+		l = rate.NewLimiter(rate.Every(failEvery), failBurst)
+		s.failed[addr] = l
+	}
+	return l
+}
+
+// admitHello checks a HELLO (or JSON id) for id with token, before the
+// connection is attached; it runs under the device's lock with the lamp's
+// current connection, so that checking and taking over are one step. The
+// rules, in order:
+//
+//   - Under RequireKnownDevices, an id not in the devices file is refused.
+//   - A file entry with a token admits only that token.
+//   - A file entry with dial or match and no token admits no HELLO: that
+//     lamp is known by its address.
+//   - Otherwise a lamp that is connected may be taken over only by a
+//     connection that presents the same token (or none, if it gave none):
+//     trust on first use, so nobody can kick a lamp off by its id alone.
+func (c *session) admitHello(id, token string) func(prev devices.Holder) error {
+	s := c.srv
+	cfg, known := s.config(id)
+	return func(prev devices.Holder) error {
+		switch {
+		case !known && s.opts.RequireKnownDevices:
+			return ErrUnknownDevice
+		case known && cfg.HasToken():
+			if !cfg.CheckToken(token) {
+				return ErrNotAuthorized
+			}
+		case known && (cfg.Dial != "" || cfg.Match.IsValid()):
+			return ErrNotAuthorized
+		default:
+			if p, ok := prev.(*session); ok && p != c {
+				if p.preset || subtle.ConstantTimeCompare(p.tokenHash[:], c.tokenHash[:]) != 1 {
+					return ErrNotAuthorized
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// limitFrames waits, if the lamp sends faster than FrameRate, until its
+// next frame is due; the lamp's further frames wait in the kernel, so
+// TCP slows the lamp down and nothing is lost. It returns false if the
+// connection closed meanwhile.
+func (c *session) limitFrames() bool {
+	if c.limiter == nil {
+		return true
+	}
+	d := c.limiter.Reserve().Delay()
+	if d <= 0 {
+		return true
+	}
+	c.srv.stats.rateLimited.Add(1)
+	c.srv.warn.Warn().Str("remote", c.conn.RemoteAddr().String()).Str("device", c.id).
+		Msg("lamp over its frame rate; reading slower")
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.done:
+		return false
+	}
+}
