@@ -22,6 +22,9 @@ const (
 	// and a client that falls 64 messages behind is better dropped from
 	// (Dropped counts it) than buffered for.
 	DefaultMaxClientWritesPending = 64
+	// DefaultMaxPacketSize is the largest packet a client may send: far
+	// above any lamp command or state, far below what could hurt.
+	DefaultMaxPacketSize = 256 << 10
 	// DefaultHandshakeTimeout bounds the wait for a client's CONNECT.
 	DefaultHandshakeTimeout = 10 * time.Second
 )
@@ -53,6 +56,9 @@ type Options struct {
 	// AllowAnonymous accepts clients from any address. false accepts them
 	// from loopback only and refuses others with "not authorized".
 	AllowAnonymous bool
+	// MaxPacketSize is the largest packet a client may send (mochi closes
+	// the connection on a larger one); 0 means DefaultMaxPacketSize.
+	MaxPacketSize int
 	// BusQueueSize is the hand-off queue length of each InlineBus
 	// subscription; 0 means dispatch.DefaultSize.
 	BusQueueSize int
@@ -90,6 +96,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.MaxClientWritesPending == 0 {
 		opts.MaxClientWritesPending = DefaultMaxClientWritesPending
 	}
+	if opts.MaxPacketSize <= 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
@@ -103,6 +112,9 @@ func New(opts Options) (*Broker, error) {
 	// returns the non-zero one).
 	caps.MaximumMessageExpiryInterval = 0
 	caps.MaximumClientWritesPending = int32(opts.MaxClientWritesPending)
+	// mochi's default is no limit: one client could make it allocate a
+	// 256 MB packet (clients.go ReadPacket allocates the declared length).
+	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
 
 	b := &Broker{opts: opts, log: opts.Logger}
 	b.srv = mqtt.New(&mqtt.Options{

@@ -42,6 +42,17 @@ type Options struct {
 	// AllowAnonymous accepts anonymous MQTT and WebSocket clients from any
 	// address; false accepts them from loopback only.
 	AllowAnonymous bool
+	// Lamp limits, passed to the bridge (see bridge.Options): zero values
+	// mean the bridge's defaults; LampFrameRate < 0 means no limit.
+	RequireKnownDevices  bool
+	LampHandshakeTimeout time.Duration
+	LampIdleTimeout      time.Duration
+	MaxLamps             int
+	MaxLampsPerAddr      int
+	LampFrameRate        float64
+	// MaxPacketSize is the largest MQTT packet a client may send; 0 means
+	// broker.DefaultMaxPacketSize.
+	MaxPacketSize int
 	// RedialMin is the first wait before dialing a dialed lamp again; 0
 	// means 1s. The wait doubles up to 30s.
 	RedialMin time.Duration
@@ -170,6 +181,7 @@ func (g *Gateway) Start() (err error) {
 		Logger:         g.log.With().Str("component", "broker").Logger(),
 		IsCommandTopic: g.isCommandTopic,
 		AllowAnonymous: g.opts.AllowAnonymous,
+		MaxPacketSize:  g.opts.MaxPacketSize,
 	})
 	if err != nil {
 		return err
@@ -187,12 +199,18 @@ func (g *Gateway) Start() (err error) {
 	}
 	bus := g.broker.Bus()
 	g.bridge, err = bridge.NewServer(bridge.Options{
-		Bus:       bus,
-		Registry:  devices.NewRegistry(devices.Options{}),
-		Prefix:    g.opts.TopicPrefix,
-		MaxFrame:  g.opts.MaxFrame,
-		RedialMin: g.opts.RedialMin,
-		Logger:    g.log.With().Str("component", "bridge").Logger(),
+		Bus:                 bus,
+		Registry:            devices.NewRegistry(devices.Options{}),
+		Prefix:              g.opts.TopicPrefix,
+		MaxFrame:            g.opts.MaxFrame,
+		RedialMin:           g.opts.RedialMin,
+		RequireKnownDevices: g.opts.RequireKnownDevices,
+		HandshakeTimeout:    g.opts.LampHandshakeTimeout,
+		IdleTimeout:         g.opts.LampIdleTimeout,
+		MaxConns:            g.opts.MaxLamps,
+		MaxConnsPerAddr:     g.opts.MaxLampsPerAddr,
+		FrameRate:           g.opts.LampFrameRate,
+		Logger:              g.log.With().Str("component", "bridge").Logger(),
 	})
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"gopkg.in/yaml.v3"
@@ -21,18 +22,25 @@ import (
 // Flag names. They are also the config file keys, the Setting of a
 // gateway.SettingError and the first word of every config error.
 const (
-	flagConfig      = "config"
-	flagMQTTAddr    = "mqtt-addr"
-	flagWSAddr      = "ws-addr"
-	flagHTTPAddr    = "http-addr"
-	flagBridgeAddr  = "bridge-addr"
-	flagDataDir     = "data-dir"
-	flagTopicPrefix = "topic-prefix"
-	flagMaxFrame    = "max-frame"
-	flagDevices     = "devices"
-	flagAllowAnon   = "allow-anonymous"
-	flagLogLevel    = "log-level"
-	flagLogFormat   = "log-format"
+	flagConfig          = "config"
+	flagMQTTAddr        = "mqtt-addr"
+	flagWSAddr          = "ws-addr"
+	flagHTTPAddr        = "http-addr"
+	flagBridgeAddr      = "bridge-addr"
+	flagDataDir         = "data-dir"
+	flagTopicPrefix     = "topic-prefix"
+	flagMaxFrame        = "max-frame"
+	flagDevices         = "devices"
+	flagAllowAnon       = "allow-anonymous"
+	flagRequireKnown    = "require-known-devices"
+	flagLampHandshake   = "lamp-handshake-timeout"
+	flagLampIdle        = "lamp-idle-timeout"
+	flagMaxLamps        = "max-lamps"
+	flagMaxLampsPerAddr = "max-lamps-per-addr"
+	flagLampFrameRate   = "lamp-frame-rate"
+	flagMaxPacketSize   = "max-packet-size"
+	flagLogLevel        = "log-level"
+	flagLogFormat       = "log-format"
 )
 
 // envPrefix starts every environment variable lampgw reads.
@@ -70,21 +78,34 @@ type config struct {
 	// AllowAnonymous accepts anonymous MQTT clients from any address,
 	// not only loopback.
 	AllowAnonymous bool
-	LogLevel       string
-	LogFormat      string // "auto": console on a terminal, else json
+	// Limits; see the flags' usage.
+	RequireKnownDevices bool
+	LampHandshake       time.Duration
+	LampIdle            time.Duration
+	MaxLamps            int
+	MaxLampsPerAddr     int
+	LampFrameRate       float64
+	MaxPacketSize       int
+	LogLevel            string
+	LogFormat           string // "auto": console on a terminal, else json
 }
 
 func defaultConfig() config {
 	return config{
-		MQTTAddr:    ":1883",
-		WSAddr:      ":8083",
-		HTTPAddr:    ":8080",
-		BridgeAddr:  ":7000",
-		DataDir:     "./data",
-		TopicPrefix: topics.DefaultPrefix,
-		MaxFrame:    1024,
-		LogLevel:    "info",
-		LogFormat:   "auto",
+		MQTTAddr:        ":1883",
+		WSAddr:          ":8083",
+		HTTPAddr:        ":8080",
+		BridgeAddr:      ":7000",
+		DataDir:         "./data",
+		TopicPrefix:     topics.DefaultPrefix,
+		MaxFrame:        1024,
+		LampHandshake:   10 * time.Second,
+		MaxLamps:        10000,
+		MaxLampsPerAddr: 256,
+		LampFrameRate:   100,
+		MaxPacketSize:   256 << 10,
+		LogLevel:        "info",
+		LogFormat:       "auto",
 	}
 }
 
@@ -104,6 +125,13 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.IntVar(&cfg.MaxFrame, flagMaxFrame, cfg.MaxFrame, fmt.Sprintf("longest lamp frame in `bytes`, %d..%d", minMaxFrame, maxMaxFrame))
 	flags.StringVar(&cfg.DevicesFile, flagDevices, cfg.DevicesFile, "YAML `file` of devices (dialed lamps, lamps known by address, brightness_max); reloaded on change and SIGHUP")
 	flags.BoolVar(&cfg.AllowAnonymous, flagAllowAnon, cfg.AllowAnonymous, "accept anonymous MQTT and WebSocket clients from any address, not only loopback")
+	flags.BoolVar(&cfg.RequireKnownDevices, flagRequireKnown, cfg.RequireKnownDevices, "refuse a lamp HELLO for an id that is not in the devices file")
+	flags.DurationVar(&cfg.LampHandshake, flagLampHandshake, cfg.LampHandshake, "close a lamp connection that has not identified within this `duration`")
+	flags.DurationVar(&cfg.LampIdle, flagLampIdle, cfg.LampIdle, "close a lamp that sends nothing for this `duration`; 0: never (TCP keepalive still finds dead lamps)")
+	flags.IntVar(&cfg.MaxLamps, flagMaxLamps, cfg.MaxLamps, "most lamp connections open at once")
+	flags.IntVar(&cfg.MaxLampsPerAddr, flagMaxLampsPerAddr, cfg.MaxLampsPerAddr, "most lamp connections from one IP address")
+	flags.Float64Var(&cfg.LampFrameRate, flagLampFrameRate, cfg.LampFrameRate, "frames per `second` one lamp may send (bursts of twice that); faster lamps are read slower; 0: no limit")
+	flags.IntVar(&cfg.MaxPacketSize, flagMaxPacketSize, cfg.MaxPacketSize, "largest MQTT packet a client may send, in `bytes`")
 	flags.StringVar(&cfg.LogLevel, flagLogLevel, cfg.LogLevel, "`level`: "+strings.Join(logLevels, "|"))
 	flags.StringVar(&cfg.LogFormat, flagLogFormat, cfg.LogFormat, "`format`: "+strings.Join(logFormats, "|")+"; auto is console on a terminal, else json")
 	return flags
@@ -209,6 +237,27 @@ func (c config) validate() error {
 	}
 	if topics.CheckPrefix(c.TopicPrefix) != nil {
 		return fmt.Errorf("%s: must be one or more non-empty topic levels without + or # and not starting with $, got %q", flagTopicPrefix, c.TopicPrefix)
+	}
+	for _, r := range []struct {
+		name      string
+		v, lo, hi int64
+	}{
+		{flagMaxLamps, int64(c.MaxLamps), 1, 1_000_000},
+		{flagMaxLampsPerAddr, int64(c.MaxLampsPerAddr), 1, 1_000_000},
+		{flagMaxPacketSize, int64(c.MaxPacketSize), 1 << 10, 256 << 20},
+	} {
+		if r.v < r.lo || r.v > r.hi {
+			return fmt.Errorf("%s: must be between %d and %d, got %d", r.name, r.lo, r.hi, r.v)
+		}
+	}
+	if c.LampHandshake < time.Second || c.LampHandshake > 10*time.Minute {
+		return fmt.Errorf("%s: must be between 1s and 10m, got %v", flagLampHandshake, c.LampHandshake)
+	}
+	if c.LampIdle != 0 && c.LampIdle < 10*time.Second {
+		return fmt.Errorf("%s: must be 0 (never) or at least 10s, got %v", flagLampIdle, c.LampIdle)
+	}
+	if c.LampFrameRate < 0 || c.LampFrameRate > 100000 {
+		return fmt.Errorf("%s: must be between 0 (no limit) and 100000, got %v", flagLampFrameRate, c.LampFrameRate)
 	}
 	if err := oneOf(flagLogLevel, c.LogLevel, logLevels); err != nil {
 		return err

@@ -61,16 +61,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	g, err := gateway.New(gateway.Options{
-		MQTTAddr:       cfg.MQTTAddr,
-		WSAddr:         cfg.WSAddr,
-		HTTPAddr:       cfg.HTTPAddr,
-		BridgeAddr:     cfg.BridgeAddr,
-		DataDir:        cfg.DataDir,
-		TopicPrefix:    cfg.TopicPrefix,
-		MaxFrame:       cfg.MaxFrame,
-		DevicesFile:    cfg.DevicesFile,
-		AllowAnonymous: cfg.AllowAnonymous,
-		Logger:         logger,
+		MQTTAddr:             cfg.MQTTAddr,
+		WSAddr:               cfg.WSAddr,
+		HTTPAddr:             cfg.HTTPAddr,
+		BridgeAddr:           cfg.BridgeAddr,
+		DataDir:              cfg.DataDir,
+		TopicPrefix:          cfg.TopicPrefix,
+		MaxFrame:             cfg.MaxFrame,
+		DevicesFile:          cfg.DevicesFile,
+		AllowAnonymous:       cfg.AllowAnonymous,
+		RequireKnownDevices:  cfg.RequireKnownDevices,
+		LampHandshakeTimeout: cfg.LampHandshake,
+		LampIdleTimeout:      cfg.LampIdle,
+		MaxLamps:             cfg.MaxLamps,
+		MaxLampsPerAddr:      cfg.MaxLampsPerAddr,
+		LampFrameRate:        frameRate(cfg.LampFrameRate),
+		MaxPacketSize:        cfg.MaxPacketSize,
+		Logger:               logger,
 	})
 	if err != nil {
 		abandon()
@@ -123,6 +130,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info().Msg("lampgw stopped")
 	return 0
+}
+
+// frameRate maps --lamp-frame-rate's 0 (no limit) to the bridge's
+// negative (its 0 is the default).
+func frameRate(r float64) float64 {
+	if r == 0 {
+		return -1
+	}
+	return r
 }
 
 // addrString renders a listener's address for the startup line; a disabled

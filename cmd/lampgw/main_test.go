@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // configCase is one parseConfig input. "$CONFIG" in args, env values and
@@ -104,17 +105,24 @@ func TestParseConfigPrecedence(t *testing.T) {
 			configCase: configCase{
 				name: "every env name",
 				env: map[string]string{
-					"LAMPGW_MQTT_ADDR":       "127.0.0.1:1",
-					"LAMPGW_WS_ADDR":         "127.0.0.1:2",
-					"LAMPGW_HTTP_ADDR":       "127.0.0.1:3",
-					"LAMPGW_BRIDGE_ADDR":     "127.0.0.1:4",
-					"LAMPGW_DATA_DIR":        "/var/lib/lampgw",
-					"LAMPGW_TOPIC_PREFIX":    "home/lamp",
-					"LAMPGW_MAX_FRAME":       "16",
-					"LAMPGW_LOG_LEVEL":       "warn",
-					"LAMPGW_LOG_FORMAT":      "json",
-					"LAMPGW_DEVICES":         "/etc/lampgw/devices.yaml",
-					"LAMPGW_ALLOW_ANONYMOUS": "true",
+					"LAMPGW_MQTT_ADDR":              "127.0.0.1:1",
+					"LAMPGW_WS_ADDR":                "127.0.0.1:2",
+					"LAMPGW_HTTP_ADDR":              "127.0.0.1:3",
+					"LAMPGW_BRIDGE_ADDR":            "127.0.0.1:4",
+					"LAMPGW_DATA_DIR":               "/var/lib/lampgw",
+					"LAMPGW_TOPIC_PREFIX":           "home/lamp",
+					"LAMPGW_MAX_FRAME":              "16",
+					"LAMPGW_LOG_LEVEL":              "warn",
+					"LAMPGW_LOG_FORMAT":             "json",
+					"LAMPGW_DEVICES":                "/etc/lampgw/devices.yaml",
+					"LAMPGW_ALLOW_ANONYMOUS":        "true",
+					"LAMPGW_REQUIRE_KNOWN_DEVICES":  "1",
+					"LAMPGW_LAMP_HANDSHAKE_TIMEOUT": "5s",
+					"LAMPGW_LAMP_IDLE_TIMEOUT":      "10m",
+					"LAMPGW_MAX_LAMPS":              "50",
+					"LAMPGW_MAX_LAMPS_PER_ADDR":     "5",
+					"LAMPGW_LAMP_FRAME_RATE":        "2.5",
+					"LAMPGW_MAX_PACKET_SIZE":        "1024",
 				},
 			},
 			want: func(c *config) {
@@ -122,6 +130,8 @@ func TestParseConfigPrecedence(t *testing.T) {
 					MQTTAddr: "127.0.0.1:1", WSAddr: "127.0.0.1:2", HTTPAddr: "127.0.0.1:3", BridgeAddr: "127.0.0.1:4",
 					DataDir: "/var/lib/lampgw", TopicPrefix: "home/lamp", MaxFrame: 16, LogLevel: "warn", LogFormat: "json",
 					DevicesFile: "/etc/lampgw/devices.yaml", AllowAnonymous: true,
+					RequireKnownDevices: true, LampHandshake: 5 * time.Second, LampIdle: 10 * time.Minute,
+					MaxLamps: 50, MaxLampsPerAddr: 5, LampFrameRate: 2.5, MaxPacketSize: 1024,
 				}
 			},
 		},
@@ -141,6 +151,13 @@ log-level: debug
 log-format: console
 devices: devices.yaml
 allow-anonymous: true
+require-known-devices: true
+lamp-handshake-timeout: 30s
+lamp-idle-timeout: 1h
+max-lamps: 100
+max-lamps-per-addr: 10
+lamp-frame-rate: 0
+max-packet-size: 65536
 `,
 			},
 			want: func(c *config) {
@@ -149,6 +166,8 @@ allow-anonymous: true
 					MQTTAddr:   "127.0.0.1:1", WSAddr: "127.0.0.1:2", HTTPAddr: "127.0.0.1:3", BridgeAddr: "127.0.0.1:4",
 					DataDir: "/var/lib/lampgw", TopicPrefix: "home/lamp", MaxFrame: 65536, LogLevel: "debug", LogFormat: "console",
 					DevicesFile: "devices.yaml", AllowAnonymous: true,
+					RequireKnownDevices: true, LampHandshake: 30 * time.Second, LampIdle: time.Hour,
+					MaxLamps: 100, MaxLampsPerAddr: 10, LampFrameRate: 0, MaxPacketSize: 65536,
 				}
 			},
 		},
@@ -239,6 +258,31 @@ func TestParseConfigErrors(t *testing.T) {
 			configCase: configCase{name: "allow-anonymous not a bool in env", env: map[string]string{"LAMPGW_ALLOW_ANONYMOUS": "maybe"}},
 			setting:    "allow-anonymous",
 			want:       `allow-anonymous: invalid value "maybe" in LAMPGW_ALLOW_ANONYMOUS: parse error`,
+		},
+		{
+			configCase: configCase{name: "lamp-idle-timeout too short", args: []string{"--lamp-idle-timeout", "1s"}},
+			setting:    "lamp-idle-timeout",
+			want:       "lamp-idle-timeout: must be 0 (never) or at least 10s, got 1s",
+		},
+		{
+			configCase: configCase{name: "lamp-handshake-timeout zero", args: []string{"--lamp-handshake-timeout", "0"}},
+			setting:    "lamp-handshake-timeout",
+			want:       "lamp-handshake-timeout: must be between 1s and 10m, got 0s",
+		},
+		{
+			configCase: configCase{name: "max-lamps zero", env: map[string]string{"LAMPGW_MAX_LAMPS": "0"}},
+			setting:    "max-lamps",
+			want:       "max-lamps: must be between 1 and 1000000, got 0",
+		},
+		{
+			configCase: configCase{name: "max-packet-size tiny", args: []string{"--max-packet-size", "10"}},
+			setting:    "max-packet-size",
+			want:       "max-packet-size: must be between 1024 and 268435456, got 10",
+		},
+		{
+			configCase: configCase{name: "lamp-frame-rate negative", args: []string{"--lamp-frame-rate", "-1"}},
+			setting:    "lamp-frame-rate",
+			want:       "lamp-frame-rate: must be between 0 (no limit) and 100000, got -1",
 		},
 		{
 			configCase: configCase{name: "bad log-level", args: []string{"--log-level", "loud"}},
