@@ -313,58 +313,60 @@ func FuzzDecodeFrame(f *testing.F) {
 	})
 }
 
-func TestDecodeCommand(t *testing.T) {
-	tests := []struct {
-		name    string
-		key     string // "" for a JSON object on lamp/<id>/set
-		payload string
-		want    []devices.Pair
-		wantErr error
-		// wantText, if set, must appear in the error text.
-		wantText string
-	}{
-		{name: "key number", key: "brightness", payload: "700", want: []devices.Pair{num("brightness", "700")}},
-		{name: "key trimmed", key: "brightness", payload: " 700\r\n", want: []devices.Pair{num("brightness", "700")}},
-		{name: "key enum case", key: "mode", payload: "MANUAL", want: []devices.Pair{str("mode", "manual")}},
-		{name: "key pass-through", key: "scene", payload: "reading", want: []devices.Pair{str("scene", "reading")}},
-		{name: "key pass-through number", key: "color_temp", payload: "4000", want: []devices.Pair{num("color_temp", "4000")}},
-		{name: "key out of range", key: "brightness", payload: "5000", wantErr: devices.ErrInvalidValue, wantText: "brightness: out of range 0..1023"},
-		{name: "key bad enum", key: "power", payload: "dim", wantErr: devices.ErrInvalidValue},
-		{name: "key empty", key: "scene", payload: "", wantErr: devices.ErrInvalidValue},
-		{name: "key space in value", key: "scene", payload: "read ing", wantErr: devices.ErrInvalidValue, wantText: "must not contain"},
-		{name: "key comma in value", key: "scene", payload: "a,b", wantErr: devices.ErrInvalidValue},
-		{name: "key semicolon in value", key: "scene", payload: "a;b", wantErr: devices.ErrInvalidValue},
-		{name: "key newline in value", key: "scene", payload: "a\nb", wantErr: devices.ErrInvalidValue},
-		{name: "key reserved", key: "state", payload: "1", wantErr: devices.ErrInvalidValue},
-		{name: "key invalid", key: "Brightness", payload: "1", wantErr: devices.ErrInvalidValue},
-		{name: "key id", key: "id", payload: "other", wantErr: devices.ErrInvalidValue},
-		{name: "key token", key: "token", payload: "x", wantErr: devices.ErrInvalidValue},
-		{name: "key invalid UTF-8", key: "scene", payload: "\xff", wantErr: bridge.ErrInvalidUTF8},
+// commandTests feeds TestDecodeCommand and seeds FuzzDecodeCommand.
+var commandTests = []struct {
+	name    string
+	key     string // "" for a JSON object on lamp/<id>/set
+	payload string
+	want    []devices.Pair
+	wantErr error
+	// wantText, if set, must appear in the error text.
+	wantText string
+}{
+	{name: "key number", key: "brightness", payload: "700", want: []devices.Pair{num("brightness", "700")}},
+	{name: "key trimmed", key: "brightness", payload: " 700\r\n", want: []devices.Pair{num("brightness", "700")}},
+	{name: "key enum case", key: "mode", payload: "MANUAL", want: []devices.Pair{str("mode", "manual")}},
+	{name: "key pass-through", key: "scene", payload: "reading", want: []devices.Pair{str("scene", "reading")}},
+	{name: "key pass-through number", key: "color_temp", payload: "4000", want: []devices.Pair{num("color_temp", "4000")}},
+	{name: "key out of range", key: "brightness", payload: "5000", wantErr: devices.ErrInvalidValue, wantText: "brightness: out of range 0..1023"},
+	{name: "key bad enum", key: "power", payload: "dim", wantErr: devices.ErrInvalidValue},
+	{name: "key empty", key: "scene", payload: "", wantErr: devices.ErrInvalidValue},
+	{name: "key space in value", key: "scene", payload: "read ing", wantErr: devices.ErrInvalidValue, wantText: "must not contain"},
+	{name: "key comma in value", key: "scene", payload: "a,b", wantErr: devices.ErrInvalidValue},
+	{name: "key semicolon in value", key: "scene", payload: "a;b", wantErr: devices.ErrInvalidValue},
+	{name: "key newline in value", key: "scene", payload: "a\nb", wantErr: devices.ErrInvalidValue},
+	{name: "key reserved", key: "state", payload: "1", wantErr: devices.ErrInvalidValue},
+	{name: "key invalid", key: "Brightness", payload: "1", wantErr: devices.ErrInvalidValue},
+	{name: "key id", key: "id", payload: "other", wantErr: devices.ErrInvalidValue},
+	{name: "key token", key: "token", payload: "x", wantErr: devices.ErrInvalidValue},
+	{name: "key invalid UTF-8", key: "scene", payload: "\xff", wantErr: bridge.ErrInvalidUTF8},
 
-		{name: "json", payload: `{"brightness":700,"mode":"manual"}`, want: []devices.Pair{num("brightness", "700"), str("mode", "manual")}},
-		{name: "json whitespace", payload: " {\"brightness\": 700}\n", want: []devices.Pair{num("brightness", "700")}},
-		{name: "json duplicate last wins", payload: `{"brightness":1,"brightness":2}`, want: []devices.Pair{num("brightness", "2")}},
-		{name: "json pass-through", payload: `{"scene":"reading","n":1.5,"on":true}`, want: []devices.Pair{str("scene", "reading"), num("n", "1.5"), num("on", "true")}},
-		{name: "json all or nothing", payload: `{"brightness":700,"mode":"party"}`, wantErr: devices.ErrInvalidValue, wantText: "mode: must be auto or manual"},
-		{name: "json every refusal named", payload: `{"brightness":5000,"mode":"party"}`, wantErr: devices.ErrInvalidValue,
-			wantText: "brightness: out of range 0..1023; mode: must be auto or manual"},
-		{name: "json string with space", payload: `{"brightness":1,"scene":"a b"}`, wantErr: devices.ErrInvalidValue},
-		{name: "json string with newline", payload: `{"scene":"a\nb"}`, wantErr: devices.ErrInvalidValue},
-		{name: "json string with comma", payload: `{"scene":"a,b"}`, wantErr: devices.ErrInvalidValue},
-		{name: "json empty string", payload: `{"scene":""}`, wantErr: devices.ErrInvalidValue},
-		{name: "json object value has commas", payload: `{"rgb":{"r":1,"g":2}}`, wantErr: devices.ErrInvalidValue},
-		{name: "json id refused", payload: `{"id":"other","brightness":1}`, wantErr: devices.ErrInvalidValue},
-		{name: "json token refused", payload: `{"token":"x","brightness":1}`, wantErr: devices.ErrInvalidValue},
-		{name: "json reserved", payload: `{"set":1}`, wantErr: devices.ErrInvalidValue},
-		{name: "json empty object", payload: `{}`, wantErr: bridge.ErrMalformed},
-		{name: "json array", payload: `[1]`, wantErr: bridge.ErrMalformed},
-		{name: "json plain value", payload: `700`, wantErr: bridge.ErrMalformed},
-		{name: "json empty", payload: ``, wantErr: bridge.ErrMalformed},
-		{name: "json trailing data", payload: `{"brightness":1} {}`, wantErr: bridge.ErrMalformed},
-		{name: "json bad", payload: `{"brightness":}`, wantErr: bridge.ErrMalformed},
-		{name: "json invalid UTF-8", payload: "{\"scene\":\"\xff\"}", wantErr: bridge.ErrInvalidUTF8},
-	}
-	for _, tc := range tests {
+	{name: "json", payload: `{"brightness":700,"mode":"manual"}`, want: []devices.Pair{num("brightness", "700"), str("mode", "manual")}},
+	{name: "json whitespace", payload: " {\"brightness\": 700}\n", want: []devices.Pair{num("brightness", "700")}},
+	{name: "json duplicate last wins", payload: `{"brightness":1,"brightness":2}`, want: []devices.Pair{num("brightness", "2")}},
+	{name: "json pass-through", payload: `{"scene":"reading","n":1.5,"on":true}`, want: []devices.Pair{str("scene", "reading"), num("n", "1.5"), num("on", "true")}},
+	{name: "json all or nothing", payload: `{"brightness":700,"mode":"party"}`, wantErr: devices.ErrInvalidValue, wantText: "mode: must be auto or manual"},
+	{name: "json every refusal named", payload: `{"brightness":5000,"mode":"party"}`, wantErr: devices.ErrInvalidValue,
+		wantText: "brightness: out of range 0..1023; mode: must be auto or manual"},
+	{name: "json string with space", payload: `{"brightness":1,"scene":"a b"}`, wantErr: devices.ErrInvalidValue},
+	{name: "json string with newline", payload: `{"scene":"a\nb"}`, wantErr: devices.ErrInvalidValue},
+	{name: "json string with comma", payload: `{"scene":"a,b"}`, wantErr: devices.ErrInvalidValue},
+	{name: "json empty string", payload: `{"scene":""}`, wantErr: devices.ErrInvalidValue},
+	{name: "json object value has commas", payload: `{"rgb":{"r":1,"g":2}}`, wantErr: devices.ErrInvalidValue},
+	{name: "json id refused", payload: `{"id":"other","brightness":1}`, wantErr: devices.ErrInvalidValue},
+	{name: "json token refused", payload: `{"token":"x","brightness":1}`, wantErr: devices.ErrInvalidValue},
+	{name: "json reserved", payload: `{"set":1}`, wantErr: devices.ErrInvalidValue},
+	{name: "json empty object", payload: `{}`, wantErr: bridge.ErrMalformed},
+	{name: "json array", payload: `[1]`, wantErr: bridge.ErrMalformed},
+	{name: "json plain value", payload: `700`, wantErr: bridge.ErrMalformed},
+	{name: "json empty", payload: ``, wantErr: bridge.ErrMalformed},
+	{name: "json trailing data", payload: `{"brightness":1} {}`, wantErr: bridge.ErrMalformed},
+	{name: "json bad", payload: `{"brightness":}`, wantErr: bridge.ErrMalformed},
+	{name: "json invalid UTF-8", payload: "{\"scene\":\"\xff\"}", wantErr: bridge.ErrInvalidUTF8},
+}
+
+func TestDecodeCommand(t *testing.T) {
+	for _, tc := range commandTests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := bridge.DecodeCommand(tc.key, []byte(tc.payload), devices.Schema{})
 			if tc.wantErr != nil {
@@ -496,4 +498,45 @@ func BenchmarkAppendCommand(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzDecodeCommand checks, for any command topic key and payload:
+// DecodeCommand never panics; it refuses with a documented sentinel and a
+// one-line ERR, or accepts pairs that are valid lamp keys, each once, and
+// whose frame (text and JSON) is one line that decodes back to them, so
+// no app can make the gateway write two frames or a half frame to a lamp.
+func FuzzDecodeCommand(f *testing.F) {
+	for _, tc := range commandTests {
+		f.Add(tc.key, []byte(tc.payload))
+	}
+	f.Fuzz(func(t *testing.T, key string, payload []byte) {
+		pairs, err := bridge.DecodeCommand(key, payload, devices.Schema{})
+		if err != nil {
+			if !errors.Is(err, devices.ErrInvalidValue) && !errors.Is(err, bridge.ErrMalformed) && !errors.Is(err, bridge.ErrInvalidUTF8) {
+				t.Errorf("DecodeCommand(%q, %q): got error %v, want a documented sentinel", key, payload, err)
+			}
+			checkOneLine(t, bridge.AppendError(nil, err))
+			return
+		}
+		if len(pairs) == 0 {
+			t.Fatalf("DecodeCommand(%q, %q): no error and no pairs", key, payload)
+		}
+		seen := make(map[string]bool)
+		for _, p := range pairs {
+			if err := devices.CheckKey(p.Key); err != nil || seen[p.Key] {
+				t.Errorf("pair %q: CheckKey %v, seen before %v", p.Key, err, seen[p.Key])
+			}
+			seen[p.Key] = true
+		}
+		for _, d := range []bridge.Dialect{bridge.DialectText, bridge.DialectJSON} {
+			frame := bridge.AppendCommand(nil, d, pairs)
+			if i := bytes.IndexAny(frame, "\r\n"); i != len(frame)-1 || frame[i] != '\n' {
+				t.Fatalf("%v frame %q: want one line ending in \\n", d, frame)
+			}
+			back, err := bridge.DecodeFrame(bytes.TrimSuffix(frame, []byte("\n")), devices.Schema{})
+			if err != nil || len(back.Refused) > 0 || !reflect.DeepEqual(back.Pairs, pairs) {
+				t.Errorf("%v frame %q of %v: decodes to %v, %v, %v", d, frame, pairs, back.Pairs, back.Refused, err)
+			}
+		}
+	})
 }
