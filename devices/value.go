@@ -2,6 +2,7 @@ package devices
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode"
@@ -142,7 +143,42 @@ func (s Schema) FromJSON(key string, raw []byte) (Value, error) {
 		}
 		return Value{Text: str, JSON: string(raw)}, nil
 	}
+	if jsonDepth(raw) > MaxJSONDepth {
+		return Value{}, refuse(key, fmt.Sprintf("nested deeper than %d levels", MaxJSONDepth))
+	}
 	return Value{Text: string(raw), JSON: string(raw)}, nil
+}
+
+// MaxJSONDepth bounds how deep an object or array value may nest. Real
+// lamps send flat values or a small object (a colour); a value nested a
+// hundred deep is an attack on the apps that parse lamp/<id>/state.
+const MaxJSONDepth = 8
+
+// jsonDepth returns the deepest nesting of arrays and objects in raw,
+// which is valid JSON.
+func jsonDepth(raw []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, b := range raw {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch b {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case b == '"':
+			inString = true
+		case b == '{' || b == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case b == '}' || b == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // CheckCommand refuses command values that a text-dialect lamp could not

@@ -124,6 +124,10 @@ var fromTextTests = []valueTest{
 }
 
 var fromJSONTests = []valueTest{
+	{name: "object 8 deep", key: "deep", in: strings.Repeat(`{"a":`, 8) + "1" + strings.Repeat("}", 8),
+		want: v(strings.Repeat(`{"a":`, 8)+"1"+strings.Repeat("}", 8), strings.Repeat(`{"a":`, 8)+"1"+strings.Repeat("}", 8))},
+	{name: "array 9 deep", key: "deep", in: "[[[[[[[[[1]]]]]]]]]", wantErr: true, wantKey: "deep", wantReason: "nested deeper than 8 levels"},
+	{name: "brackets in strings do not nest", key: "s", in: `{"a":"[[[[[[[[[[\"{{{{{{{{{"}`, want: v(`{"a":"[[[[[[[[[[\"{{{{{{{{{"}`, `{"a":"[[[[[[[[[[\"{{{{{{{{{"}`)},
 	{name: "brightness", key: "brightness", in: "512", want: v("512", "512")},
 	{name: "brightness zero", key: "brightness", in: "0", want: v("0", "0")},
 	{name: "brightness max", key: "brightness", in: "1023", want: v("1023", "1023")},
