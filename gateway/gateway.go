@@ -343,3 +343,14 @@ func (g *Gateway) closeLocked() {
 		g.broker.Close()
 	}
 }
+
+// BridgeStats returns the lamp bridge's counters; zero before Start.
+func (g *Gateway) BridgeStats() bridge.Stats {
+	g.mu.Lock()
+	b := g.bridge
+	g.mu.Unlock()
+	if b == nil {
+		return bridge.Stats{}
+	}
+	return b.Stats()
+}
