@@ -25,13 +25,20 @@
 //	HELLO kitchen s3cret
 //	{"id":"kitchen","brightness":512}
 //
-// The HELLO keyword is case-insensitive; the token is accepted and, until
-// tokens are enforced, ignored. In a JSON object, "id" identifies and the
+// The HELLO keyword is case-insensitive. Tokens: a devices file entry
+// with a token admits only a HELLO (or JSON "token") with it; an entry
+// with dial or match and no token admits no HELLO; otherwise a connected
+// lamp may be taken over only by a connection with the same token, or
+// none if it gave none (trust on first use). Under RequireKnownDevices an
+// id not in the file is refused. Each refusal is "ERR not authorized" or
+// "ERR unknown device" and closes the connection; after 5 from one
+// address, more get "ERR too many failed attempts, try later", one more
+// being allowed every 12 s. In a JSON object, "id" identifies and the
 // other keys are the first report. An id matches ^[A-Za-z0-9_-]{1,64}$,
 // so it is always exactly one topic level ("a/b", "#" and "+" are
 // refused). Until a lamp identifies, every other frame gets "ERR not
 // identified" and publishes nothing; a connection that has not identified
-// within HandshakeTimeout (30 s) is closed. A successful HELLO gets no
+// within HandshakeTimeout (10 s) is closed. A successful HELLO gets no
 // reply, because legacy firmware does not expect one: the only lines the
 // gateway ever sends are commands and "ERR <reason>". A second HELLO for
 // the same id is ignored; for another id it gets "ERR already identified
