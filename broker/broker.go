@@ -121,7 +121,7 @@ func New(opts Options) (*Broker, error) {
 		Capabilities: caps,
 		// InlineClient enables Server.Publish, which InlineBus uses.
 		InlineClient: true,
-		Logger:       slog.New(zerolog.NewSlogHandler(opts.Logger.With().Str("lib", "mochi").Logger())),
+		Logger:       slog.New(redactHandler{zerolog.NewSlogHandler(opts.Logger.With().Str("lib", "mochi").Logger())}),
 		// SysTopicResendInterval stays at mochi's default.
 	})
 	b.policy = newPolicyHook(opts.IsCommandTopic, opts.Logger)
