@@ -23,7 +23,7 @@ import (
 )
 
 // wait bounds every wait in these tests; nothing here sleeps.
-const wait = 5 * time.Second
+const wait = 10 * time.Second
 
 func testLogger(t *testing.T) zerolog.Logger {
 	if os.Getenv("LAMPGW_TEST_LOG") == "" {
