@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
@@ -37,6 +38,16 @@ type Options struct {
 	// WSAddr is the MQTT-over-WebSocket listener, served on path /mqtt
 	// only; "" disables it.
 	WSAddr string
+	// MQTTSAddr is the MQTT over TLS listener, e.g. ":8883"; "" disables
+	// it. It needs TLSConfig.
+	MQTTSAddr string
+	// WSSAddr is the MQTT over WebSocket over TLS listener, path /mqtt;
+	// "" disables it. It needs TLSConfig.
+	WSSAddr string
+	// TLSConfig serves MQTTSAddr and WSSAddr. HandshakeTimeout bounds the
+	// TLS handshake too: it runs within the wait for CONNECT (or, for
+	// WebSocket, within http.Server's handshake timeout).
+	TLSConfig *tls.Config
 	// Logger receives the broker's lines, mochi's included (through
 	// zerolog.NewSlogHandler). The zero Logger discards them.
 	Logger zerolog.Logger
@@ -78,6 +89,11 @@ type Broker struct {
 	closed  bool
 	mqttLn  *tcpListener
 	wsLn    *wsListener
+	mqttsLn *tcpListener
+	wssLn   *wsListener
+	// addrs holds the bound address of each listener by id, once Start
+	// has succeeded.
+	addrs map[string]net.Addr
 
 	closeOnce sync.Once
 }
@@ -92,6 +108,8 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("%w: negative HandshakeTimeout", ErrInvalidOptions)
 	case opts.BusQueueSize < 0:
 		return nil, fmt.Errorf("%w: negative BusQueueSize", ErrInvalidOptions)
+	case (opts.MQTTSAddr != "" || opts.WSSAddr != "") && opts.TLSConfig == nil:
+		return nil, fmt.Errorf("%w: MQTTSAddr or WSSAddr without TLSConfig", ErrInvalidOptions)
 	}
 	if opts.MaxClientWritesPending == 0 {
 		opts.MaxClientWritesPending = DefaultMaxClientWritesPending
@@ -164,40 +182,71 @@ func (b *Broker) Start() error {
 		bound = append(bound, ln)
 		return ln, nil
 	}
-	var mqttLn, wsLn net.Listener
-	var err error
-	if b.opts.MQTTAddr != "" {
-		if mqttLn, err = listen("mqtt", b.opts.MQTTAddr); err != nil {
-			return err
-		}
+	// The listeners in binding order; each one's wrapper is stored in its
+	// field only once all are bound.
+	specs := []struct {
+		id, addr string
+		// secure wraps the listener in TLS. Each connection handshakes
+		// on mochi's first read (crypto/tls is lazy), so in its own
+		// goroutine, under serveConn's deadline; for WebSocket,
+		// http.Server bounds the handshake by its ReadHeaderTimeout.
+		secure bool
+		tcp    **tcpListener // exactly one of tcp and ws is set
+		ws     **wsListener
+		ln     net.Listener // bound; nil when disabled
+	}{
+		{id: "mqtt", addr: b.opts.MQTTAddr, tcp: &b.mqttLn},
+		{id: "ws", addr: b.opts.WSAddr, ws: &b.wsLn},
+		{id: "mqtts", addr: b.opts.MQTTSAddr, secure: true, tcp: &b.mqttsLn},
+		{id: "wss", addr: b.opts.WSSAddr, secure: true, ws: &b.wssLn},
 	}
-	if b.opts.WSAddr != "" {
-		if wsLn, err = listen("ws", b.opts.WSAddr); err != nil {
+	for i := range specs {
+		s := &specs[i]
+		if s.addr == "" {
+			continue
+		}
+		ln, err := listen(s.id, s.addr)
+		if err != nil {
 			return err
 		}
+		if s.secure {
+			ln = tls.NewListener(ln, b.opts.TLSConfig)
+		}
+		s.ln = ln
 	}
 
-	if mqttLn != nil {
-		b.mqttLn = newTCPListener("mqtt", mqttLn, b.opts.HandshakeTimeout, b.disconnectListener, b.log)
+	var added []listeners.Listener
+	addrs := make(map[string]net.Addr)
+	started := b.log.Info()
+	for _, s := range specs {
+		started = started.Str(s.id, addrString(s.ln))
+		var l listeners.Listener
+		switch {
+		case s.ln == nil:
+			continue
+		case s.tcp != nil:
+			*s.tcp = newTCPListener(s.id, s.ln, b.opts.HandshakeTimeout, b.disconnectListener, b.log)
+			l = *s.tcp
+		default:
+			*s.ws = newWSListener(s.id, s.ln, b.opts.HandshakeTimeout, b.disconnectListener, b.log)
+			l = *s.ws
+		}
 		// AddListener fails only for a duplicate id, impossible here.
-		_ = b.srv.AddListener(b.mqttLn)
-	}
-	if wsLn != nil {
-		b.wsLn = newWSListener("ws", wsLn, b.opts.HandshakeTimeout, b.disconnectListener, b.log)
-		_ = b.srv.AddListener(b.wsLn)
+		_ = b.srv.AddListener(l)
+		added = append(added, l)
+		addrs[s.id] = s.ln.Addr()
 	}
 	// Serve fails only when it loads listeners, hooks or stored state
 	// from mochi's own config, none of which we use.
 	if err := b.srv.Serve(); err != nil {
-		for _, l := range []interface{ Close(listeners.CloseFn) }{b.mqttLn, b.wsLn} {
-			if l != nil {
-				l.Close(nil)
-			}
+		for _, l := range added {
+			l.Close(nil)
 		}
 		return fmt.Errorf("broker: serve: %w", err)
 	}
 	b.started = true
-	b.log.Info().Str("mqtt", addrString(mqttLn)).Str("ws", addrString(wsLn)).Msg("broker started")
+	b.addrs = addrs
+	started.Msg("broker started")
 	return nil
 }
 
@@ -235,6 +284,21 @@ func (b *Broker) WSAddr() net.Addr {
 		return nil
 	}
 	return b.wsLn.ln.Addr()
+}
+
+// MQTTSAddr returns the address the MQTT over TLS listener is bound to,
+// or nil if it is disabled or Start has not succeeded.
+func (b *Broker) MQTTSAddr() net.Addr { return b.boundAddr("mqtts") }
+
+// WSSAddr returns the address the WebSocket over TLS listener is bound
+// to, or nil if it is disabled or Start has not succeeded.
+func (b *Broker) WSSAddr() net.Addr { return b.boundAddr("wss") }
+
+// boundAddr returns the address of listener id, nil if it has none.
+func (b *Broker) boundAddr(id string) net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addrs[id]
 }
 
 func addrString(ln net.Listener) string {

@@ -20,11 +20,17 @@ const waitTimeout = 10 * time.Second
 
 func connect(t *testing.T, url, id string) paho.Client {
 	t.Helper()
-	opts := paho.NewClientOptions().AddBroker(url).SetClientID(id).
-		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	return connectWith(t, paho.NewClientOptions().AddBroker(url), id)
+}
+
+// connectWith connects a client with opts, which name the broker and may
+// hold a TLS configuration.
+func connectWith(t *testing.T, opts *paho.ClientOptions, id string) paho.Client {
+	t.Helper()
+	opts.SetClientID(id).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
-		t.Fatalf("connect %s to %s: %v", id, url, tok.Error())
+		t.Fatalf("connect %s to %v: %v", id, opts.Servers, tok.Error())
 	}
 	return c
 }

@@ -25,6 +25,10 @@
 //     instead of ending the listener, and a connection that sends no
 //     CONNECT is closed after Options.HandshakeTimeout rather than holding
 //     Close forever (mochi reads CONNECT with no deadline).
+//   - The TLS listeners (Options.MQTTSAddr, WSSAddr) are the same two
+//     over tls.NewListener: the handshake runs in the connection's
+//     goroutine within the same deadline, and a failed one is a
+//     rate-limited warning, not a line per scanner.
 //   - Close cannot hang: a client that stopped reading is cut off after a
 //     short grace (mochi would wait for its keepalive deadline), and
 //     clients are disconnected without Clients.GetByListener, which can

@@ -24,8 +24,8 @@ var (
 )
 
 // ListenError is returned by Start when a listener cannot be bound, such
-// as a port in use. Listener is "mqtt" or "ws"; Err is the net error, so
-// errors.Is(err, syscall.EADDRINUSE) works through it.
+// as a port in use. Listener is "mqtt", "ws", "mqtts" or "wss"; Err is
+// the net error, so errors.Is(err, syscall.EADDRINUSE) works through it.
 type ListenError struct {
 	Listener string
 	Addr     string

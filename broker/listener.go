@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -103,12 +105,15 @@ func (s *conns) closeClients(disconnect func()) {
 // the wait for CONNECT: mochi v2.7.9 reads the first packet with no
 // deadline (server.go attachClient, readConnectionPacket) and only sets
 // the keepalive deadline afterwards (refreshDeadline), which replaces ours.
-func serveConn(id string, c net.Conn, handshake time.Duration, establish listeners.EstablishFn, log zerolog.Logger) {
+// Over TLS the deadline bounds the handshake too, which crypto/tls runs
+// on mochi's first read. It returns establish's error.
+func serveConn(id string, c net.Conn, handshake time.Duration, establish listeners.EstablishFn, log zerolog.Logger) error {
 	_ = c.SetDeadline(time.Now().Add(handshake))
 	err := establish(id, c)
 	// mochi closes c itself (Client.Stop); errors here are how a client
 	// left, normal for an MQTT server and not worth a warning each.
 	log.Debug().Err(err).Str("remote", c.RemoteAddr().String()).Msg("client connection ended")
+	return err
 }
 
 // tcpListener is a mochi listeners.Listener over a net.Listener bound by
@@ -121,6 +126,9 @@ type tcpListener struct {
 	handshake  time.Duration
 	log        zerolog.Logger
 	disconnect func(listenerID string)
+	// warn is log sampled, for failed TLS handshakes, which anyone who
+	// can reach the port can cause at will.
+	warn zerolog.Logger
 
 	conns conns
 	quit  chan struct{}
@@ -134,7 +142,7 @@ type tcpListener struct {
 // newTCPListener serves ln. disconnect ends the listener's mochi clients
 // on Close.
 func newTCPListener(id string, ln net.Listener, handshake time.Duration, disconnect func(string), log zerolog.Logger) *tcpListener {
-	return &tcpListener{
+	l := &tcpListener{
 		id:         id,
 		ln:         ln,
 		handshake:  handshake,
@@ -143,6 +151,8 @@ func newTCPListener(id string, ln net.Listener, handshake time.Duration, disconn
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	l.warn = l.log.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second})
+	return l
 }
 
 func (l *tcpListener) ID() string       { return l.id }
@@ -190,9 +200,23 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		}
 		go func() {
 			defer l.conns.done(c)
-			serveConn(l.id, c, l.handshake, establish, l.log)
+			err := serveConn(l.id, c, l.handshake, establish, l.log)
+			l.logHandshakeFailure(c, err)
 		}()
 	}
+}
+
+// logHandshakeFailure logs a TLS connection that ended before its
+// handshake completed: a client that does not trust the certificate, has
+// no client certificate under mutual TLS, speaks plain MQTT to the TLS
+// port, or said nothing in time. One that closed without sending a byte
+// (a port probe) gets only serveConn's debug line.
+func (l *tcpListener) logHandshakeFailure(c net.Conn, err error) {
+	tc, ok := c.(*tls.Conn)
+	if !ok || tc.ConnectionState().HandshakeComplete || errors.Is(err, io.EOF) {
+		return
+	}
+	l.warn.Warn().Str("remote", c.RemoteAddr().String()).AnErr("reason", err).Msg("TLS handshake failed")
 }
 
 // Close stops accepting, disconnects this listener's clients, closes

@@ -69,8 +69,10 @@ func newWSListener(id string, ln net.Listener, handshake time.Duration, disconne
 	l.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: handshake,
-		// net/http would otherwise write to the standard logger.
-		ErrorLog: slog.NewLogLogger(zerolog.NewSlogHandler(l.log), slog.LevelWarn),
+		// net/http would otherwise write to the standard logger. Sampled:
+		// a failed TLS handshake (wss) is logged here, and anyone who can
+		// reach the port can cause those at will.
+		ErrorLog: slog.NewLogLogger(zerolog.NewSlogHandler(l.log.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second})), slog.LevelWarn),
 	}
 	return l
 }

@@ -34,13 +34,18 @@ func (g *Gateway) readDevices() (*devices.File, []byte, error) {
 // Reload reads every file the gateway was configured with again, as on
 // SIGHUP, and applies each that loads. The devices file: added devices
 // start, removed ones are disconnected and their retained topics cleared,
-// changed ones reconnect, and the rest keep their connections. A file
-// that does not load is refused with one log line, what was in force
-// stays, and its error is among those returned.
+// changed ones reconnect, and the rest keep their connections. The TLS
+// certificate, key and client CA: new handshakes use them, open
+// connections are untouched. A file that does not load is refused with
+// one log line, what was in force stays, and its error is among those
+// returned.
 func (g *Gateway) Reload() error {
 	var errs []error
 	if g.opts.DevicesFile != "" {
 		errs = append(errs, g.reload(true))
+	}
+	if g.certs != nil {
+		errs = append(errs, g.reloadCerts())
 	}
 	return errors.Join(errs...)
 }

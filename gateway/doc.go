@@ -3,4 +3,8 @@
 // gateway's own lampgw/status. cmd/lampgw fills Options from flags, env and
 // the config file; tests and benchmarks use the same Options to start a
 // whole gateway in-process on 127.0.0.1:0.
+//
+// Every listener may have a TLS twin (Options.MQTTSAddr and the like);
+// all of them serve one certificate, loaded by internal/tlsconf in New
+// and again by Reload, which is also where the devices file is reloaded.
 package gateway

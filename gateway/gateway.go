@@ -15,6 +15,7 @@ import (
 	"github.com/lampgw/lampgw/bridge"
 	"github.com/lampgw/lampgw/broker"
 	"github.com/lampgw/lampgw/devices"
+	"github.com/lampgw/lampgw/internal/tlsconf"
 	"github.com/lampgw/lampgw/topics"
 )
 
@@ -29,6 +30,18 @@ type Options struct {
 	HTTPAddr string
 	// BridgeAddr is the legacy lamp listener; "" disables it.
 	BridgeAddr string
+	// MQTTSAddr, WSSAddr, HTTPSAddr and BridgeTLSAddr are the TLS
+	// listeners beside the plain ones: MQTT, MQTT over WebSocket (path
+	// /mqtt), HTTP (the same handler as HTTPAddr) and the lamp bridge.
+	// "" disables each; any of them needs TLSCertFile and TLSKeyFile.
+	MQTTSAddr, WSSAddr, HTTPSAddr, BridgeTLSAddr string
+	// TLSCertFile and TLSKeyFile are the server certificate (chain) and
+	// its key, PEM. New reads them when a TLS listener is enabled, and
+	// Reload again.
+	TLSCertFile, TLSKeyFile string
+	// TLSClientCAFile, if not "", holds the PEM CA certificates that must
+	// sign a client certificate on every TLS listener (mutual TLS).
+	TLSClientCAFile string
 	// DataDir is created if missing; "" means no data dir.
 	DataDir string
 	// TopicPrefix is the lamp topic prefix; "" means "lamp".
@@ -63,7 +76,8 @@ type Options struct {
 // Addrs are the real addresses a started Gateway listens on; a disabled
 // listener's address is nil.
 type Addrs struct {
-	MQTT, WS, HTTP, Bridge net.Addr
+	MQTT, WS, HTTP, Bridge       net.Addr
+	MQTTS, WSS, HTTPS, BridgeTLS net.Addr
 }
 
 // SettingError is a startup failure that one setting caused, such as a
@@ -101,6 +115,11 @@ type Gateway struct {
 	bridgeLn net.Listener
 	httpSrv  *http.Server
 	httpLn   net.Listener
+	// httpsLn and bridgeTLSLn are TLS listeners, bound by Start.
+	httpsLn     net.Listener
+	bridgeTLSLn net.Listener
+	// certs is what every TLS listener serves; nil without TLS.
+	certs    *tlsconf.Certs
 	serving  sync.WaitGroup
 	shutOnce sync.Once
 	shutErr  error
@@ -139,6 +158,9 @@ func New(opts Options) (*Gateway, error) {
 			return nil, &SettingError{Setting: "devices", Err: err}
 		}
 	}
+	if err := g.loadCerts(); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -175,9 +197,15 @@ func (g *Gateway) Start() (err error) {
 	if g.httpLn, err = listen("http-addr", g.opts.HTTPAddr); err != nil {
 		return err
 	}
+	if err := g.listenTLSLocked(); err != nil {
+		return err
+	}
 	g.broker, err = broker.New(broker.Options{
 		MQTTAddr:       g.opts.MQTTAddr,
 		WSAddr:         g.opts.WSAddr,
+		MQTTSAddr:      g.opts.MQTTSAddr,
+		WSSAddr:        g.opts.WSSAddr,
+		TLSConfig:      g.tlsConfig(),
 		Logger:         g.log.With().Str("component", "broker").Logger(),
 		IsCommandTopic: g.isCommandTopic,
 		AllowAnonymous: g.opts.AllowAnonymous,
@@ -190,8 +218,13 @@ func (g *Gateway) Start() (err error) {
 		var le *broker.ListenError
 		if errors.As(err, &le) {
 			setting, value := "mqtt-addr", g.opts.MQTTAddr
-			if le.Listener == "ws" {
+			switch le.Listener {
+			case "ws":
 				setting, value = "ws-addr", g.opts.WSAddr
+			case "mqtts":
+				setting, value = "mqtts-addr", g.opts.MQTTSAddr
+			case "wss":
+				setting, value = "wss-addr", g.opts.WSSAddr
 			}
 			return &SettingError{Setting: setting, Value: value, Err: le.Err}
 		}
@@ -225,26 +258,34 @@ func (g *Gateway) Start() (err error) {
 		ctx, g.stopWatch = context.WithCancel(context.Background())
 		g.startWatch(ctx, g.log)
 	}
-	if g.bridgeLn != nil {
-		g.serving.Add(1)
-		go func() {
-			defer g.serving.Done()
-			if err := g.bridge.Serve(g.bridgeLn); !errors.Is(err, bridge.ErrServerClosed) {
-				g.log.Error().Err(err).Msg("bridge listener stopped")
-			}
-		}()
-	}
-	if g.httpLn != nil {
-		g.httpSrv = &http.Server{
-			Handler:           g.routes(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          nil,
+	for _, ln := range []net.Listener{g.bridgeLn, g.bridgeTLSLn} {
+		if ln == nil {
+			continue
 		}
 		g.serving.Add(1)
 		go func() {
 			defer g.serving.Done()
-			if err := g.httpSrv.Serve(g.httpLn); !errors.Is(err, http.ErrServerClosed) {
-				g.log.Error().Err(err).Msg("http listener stopped")
+			if err := g.bridge.Serve(ln); !errors.Is(err, bridge.ErrServerClosed) {
+				g.log.Error().Err(err).Str("addr", ln.Addr().String()).Msg("bridge listener stopped")
+			}
+		}()
+	}
+	if g.httpLn != nil || g.httpsLn != nil {
+		g.httpSrv = &http.Server{
+			Handler:           g.routes(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          g.httpErrorLog(),
+		}
+	}
+	for _, ln := range []net.Listener{g.httpLn, g.httpsLn} {
+		if ln == nil {
+			continue
+		}
+		g.serving.Add(1)
+		go func() {
+			defer g.serving.Done()
+			if err := g.httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error().Err(err).Str("addr", ln.Addr().String()).Msg("http listener stopped")
 			}
 		}()
 	}
@@ -296,6 +337,10 @@ func (g *Gateway) Addrs() Addrs {
 	if g.httpLn != nil {
 		a.HTTP = g.httpLn.Addr()
 	}
+	if g.broker != nil {
+		a.MQTTS, a.WSS = g.broker.MQTTSAddr(), g.broker.WSSAddr()
+	}
+	a.HTTPS, a.BridgeTLS = addrOf(g.httpsLn), addrOf(g.bridgeTLSLn)
 	return a
 }
 
@@ -338,6 +383,11 @@ func (g *Gateway) closeLocked() {
 	}
 	if g.httpLn != nil {
 		g.httpLn.Close()
+	}
+	for _, ln := range []net.Listener{g.httpsLn, g.bridgeTLSLn} {
+		if ln != nil {
+			ln.Close()
+		}
 	}
 	if g.broker != nil {
 		g.broker.Close()

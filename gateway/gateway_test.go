@@ -34,7 +34,7 @@ func testLogger(t *testing.T) zerolog.Logger {
 
 func startGateway(t *testing.T) (*gateway.Gateway, gateway.Addrs) {
 	t.Helper()
-	g, err := gateway.New(gateway.Options{
+	return startWith(t, gateway.Options{
 		MQTTAddr:   "127.0.0.1:0",
 		WSAddr:     "127.0.0.1:0",
 		HTTPAddr:   "127.0.0.1:0",
@@ -42,6 +42,13 @@ func startGateway(t *testing.T) (*gateway.Gateway, gateway.Addrs) {
 		DataDir:    t.TempDir(),
 		Logger:     testLogger(t),
 	})
+}
+
+// startWith starts a gateway with opts and shuts it down when the test
+// ends.
+func startWith(t *testing.T, opts gateway.Options) (*gateway.Gateway, gateway.Addrs) {
+	t.Helper()
+	g, err := gateway.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +83,15 @@ var clientSeq atomic.Int64
 
 func newApp(t *testing.T, addr net.Addr, filters ...string) *app {
 	t.Helper()
+	return newAppWith(t, paho.NewClientOptions().AddBroker("tcp://"+addr.String()), filters...)
+}
+
+// newAppWith is newApp for a client whose opts name the broker and may
+// hold a TLS configuration.
+func newAppWith(t *testing.T, opts *paho.ClientOptions, filters ...string) *app {
+	t.Helper()
 	a := &app{t: t, msgs: make(chan message, 4096)}
-	opts := paho.NewClientOptions().
-		AddBroker("tcp://" + addr.String()).
+	opts.
 		SetClientID(fmt.Sprintf("test-app-%d", clientSeq.Add(1))).
 		SetCleanSession(true).
 		SetAutoReconnect(false).

@@ -27,6 +27,13 @@ const (
 	flagWSAddr          = "ws-addr"
 	flagHTTPAddr        = "http-addr"
 	flagBridgeAddr      = "bridge-addr"
+	flagMQTTSAddr       = "mqtts-addr"
+	flagWSSAddr         = "wss-addr"
+	flagHTTPSAddr       = "https-addr"
+	flagBridgeTLSAddr   = "bridge-tls-addr"
+	flagTLSCert         = "tls-cert"
+	flagTLSKey          = "tls-key"
+	flagTLSClientCA     = "tls-client-ca"
 	flagDataDir         = "data-dir"
 	flagTopicPrefix     = "topic-prefix"
 	flagMaxFrame        = "max-frame"
@@ -75,6 +82,14 @@ type config struct {
 	TopicPrefix string
 	MaxFrame    int
 	DevicesFile string
+	// TLS listeners, all off by default, and what they serve.
+	MQTTSAddr     string
+	WSSAddr       string
+	HTTPSAddr     string
+	BridgeTLSAddr string
+	TLSCert       string
+	TLSKey        string
+	TLSClientCA   string
 	// AllowAnonymous accepts anonymous MQTT clients from any address,
 	// not only loopback.
 	AllowAnonymous bool
@@ -120,6 +135,13 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.StringVar(&cfg.WSAddr, flagWSAddr, cfg.WSAddr, "MQTT over WebSocket listener `host:port`, path /mqtt")
 	flags.StringVar(&cfg.HTTPAddr, flagHTTPAddr, cfg.HTTPAddr, "HTTP listener `host:port` (/healthz)")
 	flags.StringVar(&cfg.BridgeAddr, flagBridgeAddr, cfg.BridgeAddr, "legacy lamp raw-TCP listener `host:port`")
+	flags.StringVar(&cfg.MQTTSAddr, flagMQTTSAddr, cfg.MQTTSAddr, "MQTT over TLS listener `host:port` (e.g. :8883); needs --tls-cert and --tls-key")
+	flags.StringVar(&cfg.WSSAddr, flagWSSAddr, cfg.WSSAddr, "MQTT over WebSocket over TLS listener `host:port` (e.g. :8084), path /mqtt")
+	flags.StringVar(&cfg.HTTPSAddr, flagHTTPSAddr, cfg.HTTPSAddr, "HTTPS listener `host:port` (e.g. :8443), the same handler as --http-addr")
+	flags.StringVar(&cfg.BridgeTLSAddr, flagBridgeTLSAddr, cfg.BridgeTLSAddr, "legacy lamp listener over TLS `host:port` (e.g. :7443)")
+	flags.StringVar(&cfg.TLSCert, flagTLSCert, cfg.TLSCert, "PEM `file`: the TLS listeners' certificate (chain); reloaded on SIGHUP")
+	flags.StringVar(&cfg.TLSKey, flagTLSKey, cfg.TLSKey, "PEM `file`: the certificate's private key; reloaded on SIGHUP")
+	flags.StringVar(&cfg.TLSClientCA, flagTLSClientCA, cfg.TLSClientCA, "PEM `file` of CA certificates; if set, every TLS client must present a certificate one of them signed (mutual TLS); reloaded on SIGHUP")
 	flags.StringVar(&cfg.DataDir, flagDataDir, cfg.DataDir, "`dir` for persistent data, created if missing")
 	flags.StringVar(&cfg.TopicPrefix, flagTopicPrefix, cfg.TopicPrefix, "first topic `levels` of every lamp topic")
 	flags.IntVar(&cfg.MaxFrame, flagMaxFrame, cfg.MaxFrame, fmt.Sprintf("longest lamp frame in `bytes`, %d..%d", minMaxFrame, maxMaxFrame))
@@ -200,7 +222,8 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("unexpected argument %q: lampgw takes only flags", flags.Arg(0))
 	}
 
-	for _, addr := range []*string{&cfg.MQTTAddr, &cfg.WSAddr, &cfg.HTTPAddr, &cfg.BridgeAddr} {
+	for _, addr := range []*string{&cfg.MQTTAddr, &cfg.WSAddr, &cfg.HTTPAddr, &cfg.BridgeAddr,
+		&cfg.MQTTSAddr, &cfg.WSSAddr, &cfg.HTTPSAddr, &cfg.BridgeTLSAddr} {
 		if strings.EqualFold(*addr, addrOff) {
 			*addr = ""
 		}
@@ -220,6 +243,10 @@ func (c config) validate() error {
 		{flagWSAddr, c.WSAddr},
 		{flagHTTPAddr, c.HTTPAddr},
 		{flagBridgeAddr, c.BridgeAddr},
+		{flagMQTTSAddr, c.MQTTSAddr},
+		{flagWSSAddr, c.WSSAddr},
+		{flagHTTPSAddr, c.HTTPSAddr},
+		{flagBridgeTLSAddr, c.BridgeTLSAddr},
 	} {
 		if a.value == "" {
 			continue

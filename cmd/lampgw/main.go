@@ -65,6 +65,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		WSAddr:               cfg.WSAddr,
 		HTTPAddr:             cfg.HTTPAddr,
 		BridgeAddr:           cfg.BridgeAddr,
+		MQTTSAddr:            cfg.MQTTSAddr,
+		WSSAddr:              cfg.WSSAddr,
+		HTTPSAddr:            cfg.HTTPSAddr,
+		BridgeTLSAddr:        cfg.BridgeTLSAddr,
+		TLSCertFile:          cfg.TLSCert,
+		TLSKeyFile:           cfg.TLSKey,
+		TLSClientCAFile:      cfg.TLSClientCA,
 		DataDir:              cfg.DataDir,
 		TopicPrefix:          cfg.TopicPrefix,
 		MaxFrame:             cfg.MaxFrame,
@@ -102,6 +109,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Str("ws", addrString(a.WS)).
 		Str("http", addrString(a.HTTP)).
 		Str("bridge", addrString(a.Bridge)).
+		Str("mqtts", addrString(a.MQTTS)).
+		Str("wss", addrString(a.WSS)).
+		Str("https", addrString(a.HTTPS)).
+		Str("bridge_tls", addrString(a.BridgeTLS)).
 		Str("data_dir", cfg.DataDir).
 		Str("topic_prefix", cfg.TopicPrefix).
 		Msg("lampgw listening")

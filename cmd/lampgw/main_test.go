@@ -123,6 +123,13 @@ func TestParseConfigPrecedence(t *testing.T) {
 					"LAMPGW_MAX_LAMPS_PER_ADDR":     "5",
 					"LAMPGW_LAMP_FRAME_RATE":        "2.5",
 					"LAMPGW_MAX_PACKET_SIZE":        "1024",
+					"LAMPGW_MQTTS_ADDR":             "127.0.0.1:5",
+					"LAMPGW_WSS_ADDR":               "127.0.0.1:6",
+					"LAMPGW_HTTPS_ADDR":             "127.0.0.1:7",
+					"LAMPGW_BRIDGE_TLS_ADDR":        "127.0.0.1:8",
+					"LAMPGW_TLS_CERT":               "/etc/lampgw/cert.pem",
+					"LAMPGW_TLS_KEY":                "/etc/lampgw/key.pem",
+					"LAMPGW_TLS_CLIENT_CA":          "/etc/lampgw/ca.pem",
 				},
 			},
 			want: func(c *config) {
@@ -132,6 +139,8 @@ func TestParseConfigPrecedence(t *testing.T) {
 					DevicesFile: "/etc/lampgw/devices.yaml", AllowAnonymous: true,
 					RequireKnownDevices: true, LampHandshake: 5 * time.Second, LampIdle: 10 * time.Minute,
 					MaxLamps: 50, MaxLampsPerAddr: 5, LampFrameRate: 2.5, MaxPacketSize: 1024,
+					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
+					TLSCert: "/etc/lampgw/cert.pem", TLSKey: "/etc/lampgw/key.pem", TLSClientCA: "/etc/lampgw/ca.pem",
 				}
 			},
 		},
@@ -158,6 +167,13 @@ max-lamps: 100
 max-lamps-per-addr: 10
 lamp-frame-rate: 0
 max-packet-size: 65536
+mqtts-addr: 127.0.0.1:5
+wss-addr: 127.0.0.1:6
+https-addr: 127.0.0.1:7
+bridge-tls-addr: 127.0.0.1:8
+tls-cert: cert.pem
+tls-key: key.pem
+tls-client-ca: ca.pem
 `,
 			},
 			want: func(c *config) {
@@ -168,15 +184,17 @@ max-packet-size: 65536
 					DevicesFile: "devices.yaml", AllowAnonymous: true,
 					RequireKnownDevices: true, LampHandshake: 30 * time.Second, LampIdle: time.Hour,
 					MaxLamps: 100, MaxLampsPerAddr: 10, LampFrameRate: 0, MaxPacketSize: 65536,
+					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
+					TLSCert: "cert.pem", TLSKey: "key.pem", TLSClientCA: "ca.pem",
 				}
 			},
 		},
 		{
 			configCase: configCase{
 				name: "empty, null and off disable listeners",
-				args: []string{"--config", "$CONFIG", "--bridge-addr=off"},
-				env:  map[string]string{"LAMPGW_MQTT_ADDR": "OFF"},
-				file: "ws-addr: \"\"\nhttp-addr:\n",
+				args: []string{"--config", "$CONFIG", "--bridge-addr=off", "--https-addr=off"},
+				env:  map[string]string{"LAMPGW_MQTT_ADDR": "OFF", "LAMPGW_MQTTS_ADDR": "off"},
+				file: "ws-addr: \"\"\nhttp-addr:\nwss-addr: off\n",
 			},
 			want: func(c *config) {
 				c.ConfigFile, c.MQTTAddr, c.WSAddr, c.HTTPAddr, c.BridgeAddr = "$CONFIG", "", "", "", ""
@@ -303,6 +321,11 @@ func TestParseConfigErrors(t *testing.T) {
 			configCase: configCase{name: "address with a named port", args: []string{"--bridge-addr", ":lamp"}},
 			setting:    "bridge-addr",
 			want:       `bridge-addr: must be host:port...`,
+		},
+		{
+			configCase: configCase{name: "TLS address without port", env: map[string]string{"LAMPGW_MQTTS_ADDR": "8883"}},
+			setting:    "mqtts-addr",
+			want:       `mqtts-addr: must be host:port...`,
 		},
 		{
 			configCase: configCase{name: "topic prefix with a wildcard", args: []string{"--topic-prefix", "lamp/#"}},

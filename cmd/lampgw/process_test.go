@@ -244,7 +244,7 @@ func (p *proc) waitExit(t *testing.T, timeout time.Duration) int {
 // startLampgw starts the binary with every listener on a random loopback
 // port and JSON logs, then extra args (later flags win), and returns it
 // with the real addresses from its startup line, keyed mqtt, ws, http,
-// bridge.
+// bridge, mqtts, wss, https, bridge_tls.
 func startLampgw(t *testing.T, extra ...string) (*proc, map[string]string) {
 	t.Helper()
 	args := append([]string{
@@ -272,11 +272,17 @@ func startLampgw(t *testing.T, extra ...string) (*proc, map[string]string) {
 		WS      string `json:"ws"`
 		HTTP    string `json:"http"`
 		Bridge  string `json:"bridge"`
+		// TLS listeners; "off" unless extra enables them.
+		MQTTS     string `json:"mqtts"`
+		WSS       string `json:"wss"`
+		HTTPS     string `json:"https"`
+		BridgeTLS string `json:"bridge_tls"`
 	}
 	stderr.waitFor(t, `the "lampgw listening" log line`, startTimeout, func(line string) bool {
 		return json.Unmarshal([]byte(line), &started) == nil && started.Message == "lampgw listening"
 	})
-	return p, map[string]string{"mqtt": started.MQTT, "ws": started.WS, "http": started.HTTP, "bridge": started.Bridge}
+	return p, map[string]string{"mqtt": started.MQTT, "ws": started.WS, "http": started.HTTP, "bridge": started.Bridge,
+		"mqtts": started.MQTTS, "wss": started.WSS, "https": started.HTTPS, "bridge_tls": started.BridgeTLS}
 }
 
 // stopLampgw sends sig and expects a clean exit within exitTimeout.
@@ -391,10 +397,10 @@ func TestProcessListenAndSignal(t *testing.T) {
 	}
 }
 
-// TestProcessMosquittoInterop plays a legacy lamp on a raw TCP socket and an
-// MQTT user with the real mosquitto_sub and mosquitto_pub.
-func TestProcessMosquittoInterop(t *testing.T) {
-	t.Parallel()
+// needMosquitto skips the test without the mosquitto clients, and fails
+// it in CI, where .ci/run installs them.
+func needMosquitto(t *testing.T) {
+	t.Helper()
 	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			msg := fmt.Sprintf("%s not found (Debian package mosquitto-clients; .ci/run installs it): %v", tool, err)
@@ -404,26 +410,40 @@ func TestProcessMosquittoInterop(t *testing.T) {
 			t.Skip(msg)
 		}
 	}
+}
+
+// startMosquittoSub runs mosquitto_sub with args, -v and a bound on its
+// life, and returns its output lines.
+func startMosquittoSub(t *testing.T, args ...string) *lineLog {
+	t.Helper()
+	// -W bounds mosquitto_sub by itself should the test's cleanup never
+	// run; the cleanup kills it long before.
+	sub := exec.Command("mosquitto_sub", append(args, "-v", "-W", "120")...)
+	out := newLineLog()
+	sub.Stdout = out
+	var subErr bytes.Buffer
+	sub.Stderr = &subErr
+	startProc(t, sub, out)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("mosquitto_sub output:\n%s\nmosquitto_sub stderr:\n%s", strings.Join(out.Lines(), "\n"), subErr.String())
+		}
+	})
+	return out
+}
+
+// TestProcessMosquittoInterop plays a legacy lamp on a raw TCP socket and an
+// MQTT user with the real mosquitto_sub and mosquitto_pub.
+func TestProcessMosquittoInterop(t *testing.T) {
+	t.Parallel()
+	needMosquitto(t)
 
 	gw, addrs := startLampgw(t)
 	_, mqttPort, err := net.SplitHostPort(addrs["mqtt"])
 	if err != nil {
 		t.Fatalf("mqtt address %q: %v", addrs["mqtt"], err)
 	}
-
-	// -W bounds mosquitto_sub by itself should the test's cleanup never
-	// run; the cleanup kills it long before.
-	sub := exec.Command("mosquitto_sub", "-h", "127.0.0.1", "-p", mqttPort, "-t", "lamp/#", "-v", "-W", "120")
-	subOut := newLineLog()
-	sub.Stdout = subOut
-	var subErr bytes.Buffer
-	sub.Stderr = &subErr
-	startProc(t, sub, subOut)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("mosquitto_sub output:\n%s\nmosquitto_sub stderr:\n%s", strings.Join(subOut.Lines(), "\n"), subErr.String())
-		}
-	})
+	subOut := startMosquittoSub(t, "-h", "127.0.0.1", "-p", mqttPort, "-t", "lamp/#")
 
 	pub := func(topic, payload string) {
 		t.Helper()
