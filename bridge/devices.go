@@ -193,8 +193,11 @@ func (s *Server) keepAlive() net.KeepAliveConfig {
 	return net.KeepAliveConfig{Enable: true, Idle: s.opts.KeepAlive, Interval: s.opts.KeepAlive / 3, Count: 3}
 }
 
-// setKeepAlive applies keepAlive to conn if it is TCP.
+// setKeepAlive applies keepAlive to conn if it is TCP, or TLS over TCP.
 func (s *Server) setKeepAlive(conn net.Conn) {
+	if w, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		conn = w.NetConn()
+	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetKeepAliveConfig(s.keepAlive())
 	}

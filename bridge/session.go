@@ -129,8 +129,8 @@ func (c *session) run(ctx context.Context, preset *devices.Config) {
 	stop := context.AfterFunc(ctx, func() { c.fail(ErrServerClosed) })
 	defer stop()
 
-	var err error
-	if preset != nil {
+	err := c.handshake(ctx)
+	if err == nil && preset != nil {
 		// A lamp that never speaks first is written to in the dialect
 		// its file entry names until it speaks.
 		d := DialectText
@@ -278,6 +278,23 @@ func (c *session) handle(line []byte) error {
 	c.bad = 0
 	if len(refused) > 0 {
 		c.send(AppendError(nil, joinRefused(refused)))
+	}
+	return nil
+}
+
+// handshake completes a TLS handshake, if conn is TLS, within
+// HandshakeTimeout, before anything else: a lamp matched by its address
+// must not be announced online by a connection that then fails TLS.
+func (c *session) handshake(ctx context.Context) error {
+	hs, ok := c.conn.(interface{ HandshakeContext(context.Context) error })
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.srv.opts.HandshakeTimeout)
+	defer cancel()
+	if err := hs.HandshakeContext(ctx); err != nil {
+		c.srv.stats.handshakeTimeouts.Add(1)
+		return fmt.Errorf("tls handshake: %w", err)
 	}
 	return nil
 }
