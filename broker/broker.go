@@ -13,6 +13,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
+
+	"github.com/lampgw/lampgw/auth"
 )
 
 // Defaults for zero Options fields.
@@ -66,7 +68,17 @@ type Options struct {
 	HandshakeTimeout time.Duration
 	// AllowAnonymous accepts clients from any address. false accepts them
 	// from loopback only and refuses others with "not authorized".
+	// With Users set, it lets clients without a user name in, as viewers;
+	// false refuses them from everywhere.
 	AllowAnonymous bool
+	// ACL, when set, decides what each network client may publish,
+	// subscribe to and receive (see package auth); the InlineBus is never
+	// checked. nil lets every client do everything.
+	ACL *auth.ACL
+	// Users, when set, is the users file in force (SetUsers replaces
+	// it): clients log in as one of them. nil means no users file. It
+	// needs ACL.
+	Users *auth.Users
 	// MaxPacketSize is the largest packet a client may send (mochi closes
 	// the connection on a larger one); 0 means DefaultMaxPacketSize.
 	MaxPacketSize int
@@ -82,6 +94,7 @@ type Broker struct {
 	log    zerolog.Logger
 	srv    *mqtt.Server
 	policy *policyHook
+	auth   *authHook
 	bus    *InlineBus
 
 	mu      sync.Mutex
@@ -108,6 +121,8 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("%w: negative HandshakeTimeout", ErrInvalidOptions)
 	case opts.BusQueueSize < 0:
 		return nil, fmt.Errorf("%w: negative BusQueueSize", ErrInvalidOptions)
+	case opts.Users != nil && opts.ACL == nil:
+		return nil, fmt.Errorf("%w: Users without ACL", ErrInvalidOptions)
 	case (opts.MQTTSAddr != "" || opts.WSSAddr != "") && opts.TLSConfig == nil:
 		return nil, fmt.Errorf("%w: MQTTSAddr or WSSAddr without TLSConfig", ErrInvalidOptions)
 	}
@@ -143,12 +158,8 @@ func New(opts Options) (*Broker, error) {
 		// SysTopicResendInterval stays at mochi's default.
 	})
 	b.policy = newPolicyHook(opts.IsCommandTopic, opts.Logger)
-	auth := &authHook{
-		srv:       b.srv,
-		allowAnon: opts.AllowAnonymous,
-		warn:      opts.Logger.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second}),
-	}
-	for _, h := range []mqtt.Hook{auth, b.policy, newPacketIDHook()} {
+	b.auth = newAuthHook(b.srv, opts)
+	for _, h := range []mqtt.Hook{b.auth, b.policy, newPacketIDHook()} {
 		if err := b.srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}

@@ -12,9 +12,14 @@
 //   - Retained messages live until replaced or cleared. mochi's default
 //     MaximumMessageExpiryInterval of 86400 s purges every retained
 //     message after a day (server.go clearExpiredRetainedMessages).
-//   - Every client is allowed in. mochi refuses all clients when no hook
-//     provides OnConnectAuthenticate (hooks.go Hooks.OnConnectAuthenticate
-//     returns false); authHook is ours so users and ACLs can be added.
+//   - Who connects and what each client may publish, subscribe to and
+//     receive is authHook's (auth.go), with Options.Users and Options.ACL
+//     (package auth), not mochi's auth ledger, which compares plain
+//     passwords and walks its rules in map order. Every refusal of a
+//     CONNECT is "not authorized" in the client's MQTT version; a will
+//     message is checked when it is sent, since mochi publishes wills
+//     without asking the ACL (server.go sendLWT); SetUsers disconnects the
+//     clients whose rights narrowed.
 //   - A retained PUBLISH on a command topic (Options.IsCommandTopic) is
 //     delivered live but never stored, so a command cannot replay to a
 //     later subscriber and switch a lamp again ("ghost switching").

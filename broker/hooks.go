@@ -2,7 +2,6 @@ package broker
 
 import (
 	"math"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,51 +10,6 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 )
-
-// authHook decides who may connect, publish and subscribe. For now every
-// client is anonymous, accepted from loopback, and from elsewhere only
-// with Options.AllowAnonymous (as Mosquitto 2 does). It is our own type,
-// not mochi's auth.AllowHook, so users and ACLs can be added here without
-// changing how the broker is wired; mochi v2.7.9 refuses every client when
-// no hook provides OnConnectAuthenticate (hooks.go).
-type authHook struct {
-	mqtt.HookBase
-	srv       *mqtt.Server
-	allowAnon bool
-	// warn is rate limited: a refused client may retry at will.
-	warn zerolog.Logger
-}
-
-func (h *authHook) ID() string { return "lampgw-auth" }
-
-func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-
-// OnConnect refuses what OnConnectAuthenticate would, because mochi
-// answers a false OnConnectAuthenticate with "bad user name or password"
-// (server.go, attachClient), and a client that sent none should read
-// "not authorized" (v5 0x87, v3.1.1 return code 5) instead.
-func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	if h.allowAnon || isLoopback(cl.Net.Remote) {
-		return nil
-	}
-	h.warn.Warn().Str("remote", cl.Net.Remote).Str("listener", cl.Net.Listener).
-		Msg("anonymous client refused: only loopback may connect without --allow-anonymous")
-	code := packets.ErrNotAuthorized
-	if cl.Properties.ProtocolVersion < 5 {
-		// packets.V5CodesToV3 has no entry for 0x87, so SendConnack would
-		// send 0x87, which v3 clients can't read; it maps this one to the
-		// v3 return code 5, not authorized.
-		code = packets.ErrBadUsernameOrPassword
-	}
-	h.srv.SendConnack(cl, code, false, nil)
-	return packets.ErrNotAuthorized
-}
-
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool { return true }
-
-func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return true }
 
 // policyHook holds the broker's message policy: it keeps retained
 // commands out of the retained store and counts messages dropped for slow
@@ -180,10 +134,4 @@ func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.mu.Lock()
 	delete(h.pending, cl)
 	h.mu.Unlock()
-}
-
-// isLoopback reports whether remote, a host:port, is a loopback address.
-func isLoopback(remote string) bool {
-	ap, err := netip.ParseAddrPort(remote)
-	return err == nil && ap.Addr().Unmap().IsLoopback()
 }

@@ -36,13 +36,18 @@ func (g *Gateway) readDevices() (*devices.File, []byte, error) {
 // start, removed ones are disconnected and their retained topics cleared,
 // changed ones reconnect, and the rest keep their connections. The TLS
 // certificate, key and client CA: new handshakes use them, open
-// connections are untouched. A file that does not load is refused with
-// one log line, what was in force stays, and its error is among those
-// returned.
+// connections are untouched. The users file: clients logged in as a
+// user that is gone or whose password, role or lamps narrowed are
+// disconnected, the others stay. A file that does not load is refused
+// with one log line, what was in force stays, and its error is among
+// those returned.
 func (g *Gateway) Reload() error {
 	var errs []error
 	if g.opts.DevicesFile != "" {
 		errs = append(errs, g.reload(true))
+	}
+	if g.opts.UsersFile != "" {
+		errs = append(errs, g.reloadUsers())
 	}
 	if g.certs != nil {
 		errs = append(errs, g.reloadCerts())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lampgw/lampgw/auth"
 	"github.com/lampgw/lampgw/bridge"
 	"github.com/lampgw/lampgw/broker"
 	"github.com/lampgw/lampgw/devices"
@@ -52,6 +53,13 @@ type Options struct {
 	// means none. It is read at Start, again by Reload, and whenever it
 	// changes on disk.
 	DevicesFile string
+	// UsersFile is the YAML file of MQTT users, their bcrypt hashes, roles
+	// and lamps (see package auth); "" means none. New reads it, Reload
+	// again: clients whose rights narrowed are disconnected. With it,
+	// clients must log in (anonymous ones only with AllowAnonymous, as
+	// viewers). With or without it, no MQTT client may publish lamp state
+	// or lampgw/... topics.
+	UsersFile string
 	// AllowAnonymous accepts anonymous MQTT and WebSocket clients from any
 	// address; false accepts them from loopback only.
 	AllowAnonymous bool
@@ -126,6 +134,9 @@ type Gateway struct {
 
 	// devices is the devices file read by New, applied by Start.
 	devices *devices.File
+	// users is the users file read by New (or Reload before Start),
+	// given to the broker by Start; nil without one.
+	users *auth.Users
 	// stopWatch ends the devices file watch.
 	stopWatch context.CancelFunc
 	// reloadMu serialises reloads; devicesSeen is the devices file's
@@ -160,6 +171,15 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if err := g.loadCerts(); err != nil {
 		return nil, err
+	}
+	if opts.UsersFile != "" {
+		// Read here, as the devices file is: a broken file is a bad
+		// setting, found before anything listens.
+		var err error
+		if g.users, err = g.readUsers(); err != nil {
+			return nil, &SettingError{Setting: "users", Err: err}
+		}
+		g.log.Info().Str("file", opts.UsersFile).Int("users", g.users.Len()).Msg("users file loaded")
 	}
 	return g, nil
 }
@@ -200,7 +220,13 @@ func (g *Gateway) Start() (err error) {
 	if err := g.listenTLSLocked(); err != nil {
 		return err
 	}
+	acl, err := auth.NewACL(g.opts.TopicPrefix)
+	if err != nil {
+		return err
+	}
 	g.broker, err = broker.New(broker.Options{
+		ACL:            acl,
+		Users:          g.users,
 		MQTTAddr:       g.opts.MQTTAddr,
 		WSAddr:         g.opts.WSAddr,
 		MQTTSAddr:      g.opts.MQTTSAddr,

@@ -38,6 +38,7 @@ const (
 	flagTopicPrefix     = "topic-prefix"
 	flagMaxFrame        = "max-frame"
 	flagDevices         = "devices"
+	flagUsers           = "users"
 	flagAllowAnon       = "allow-anonymous"
 	flagRequireKnown    = "require-known-devices"
 	flagLampHandshake   = "lamp-handshake-timeout"
@@ -82,6 +83,8 @@ type config struct {
 	TopicPrefix string
 	MaxFrame    int
 	DevicesFile string
+	// UsersFile is the YAML file of MQTT users; "" means none.
+	UsersFile string
 	// TLS listeners, all off by default, and what they serve.
 	MQTTSAddr     string
 	WSSAddr       string
@@ -146,6 +149,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.StringVar(&cfg.TopicPrefix, flagTopicPrefix, cfg.TopicPrefix, "first topic `levels` of every lamp topic")
 	flags.IntVar(&cfg.MaxFrame, flagMaxFrame, cfg.MaxFrame, fmt.Sprintf("longest lamp frame in `bytes`, %d..%d", minMaxFrame, maxMaxFrame))
 	flags.StringVar(&cfg.DevicesFile, flagDevices, cfg.DevicesFile, "YAML `file` of devices (dialed lamps, lamps known by address, brightness_max); reloaded on change and SIGHUP")
+	flags.StringVar(&cfg.UsersFile, flagUsers, cfg.UsersFile, "YAML `file` of MQTT users (bcrypt hashes from \"lampgw passwd\", roles, lamps); with it clients must log in; reloaded on SIGHUP")
 	flags.BoolVar(&cfg.AllowAnonymous, flagAllowAnon, cfg.AllowAnonymous, "accept anonymous MQTT and WebSocket clients from any address, not only loopback")
 	flags.BoolVar(&cfg.RequireKnownDevices, flagRequireKnown, cfg.RequireKnownDevices, "refuse a lamp HELLO for an id that is not in the devices file")
 	flags.DurationVar(&cfg.LampHandshake, flagLampHandshake, cfg.LampHandshake, "close a lamp connection that has not identified within this `duration`")
@@ -390,6 +394,7 @@ func printUsage(w io.Writer) {
 	flags := newFlagSet(&cfg)
 	fmt.Fprint(w, `Usage: lampgw [flags]
        lampgw healthcheck [flags]
+       lampgw passwd [--role admin|app|viewer] <user>
 
 lampgw is an MQTT broker with a bridge for legacy raw-TCP lamps.
 
@@ -402,6 +407,10 @@ file. An empty address, or "off", disables that listener.
 GET /healthz on --http-addr (on 127.0.0.1 when that has no host or listens
 on every interface), for Docker's HEALTHCHECK. It exits 0 on 200 OK, else 1
 with the reason on stderr.
+
+"lampgw passwd <user>" reads a password (twice, without echo, on a
+terminal; one line from a pipe) and prints the user's entry for the --users
+file: - {name: "<user>", role: app, hash: "$2a$10$..."}.
 
 `)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

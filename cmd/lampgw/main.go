@@ -41,6 +41,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == cmdHealthcheck {
 		return runHealthcheck(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == cmdPasswd {
+		return runPasswd(args[1:], os.Stdin, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(stdout)
@@ -76,6 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		TopicPrefix:          cfg.TopicPrefix,
 		MaxFrame:             cfg.MaxFrame,
 		DevicesFile:          cfg.DevicesFile,
+		UsersFile:            cfg.UsersFile,
 		AllowAnonymous:       cfg.AllowAnonymous,
 		RequireKnownDevices:  cfg.RequireKnownDevices,
 		LampHandshakeTimeout: cfg.LampHandshake,
