@@ -534,8 +534,19 @@ func FuzzDecodeCommand(f *testing.F) {
 				t.Fatalf("%v frame %q: want one line ending in \\n", d, frame)
 			}
 			back, err := bridge.DecodeFrame(bytes.TrimSuffix(frame, []byte("\n")), devices.Schema{})
-			if err != nil || len(back.Refused) > 0 || !reflect.DeepEqual(back.Pairs, pairs) {
-				t.Errorf("%v frame %q of %v: decodes to %v, %v, %v", d, frame, pairs, back.Pairs, back.Refused, err)
+			if err != nil || len(back.Refused) > 0 || len(back.Pairs) != len(pairs) {
+				t.Fatalf("%v frame %q of %v: decodes to %v, %v, %v", d, frame, pairs, back.Pairs, back.Refused, err)
+			}
+			for i, p := range pairs {
+				// Text has no types: {"a":"0"} is written a=0 and read
+				// back as the number 0. The text is what must survive.
+				same := back.Pairs[i].Key == p.Key && back.Pairs[i].Value.Text == p.Value.Text
+				if d == bridge.DialectJSON {
+					same = back.Pairs[i] == p
+				}
+				if !same {
+					t.Errorf("%v frame %q: pair %d decodes to %v, want %v", d, frame, i, back.Pairs[i], p)
+				}
 			}
 		}
 	})
