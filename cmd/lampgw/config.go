@@ -10,12 +10,12 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/lampgw/lampgw/internal/flagenv"
 	"github.com/lampgw/lampgw/topics"
 )
 
@@ -163,11 +163,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	return flags
 }
 
-// envName is the environment variable of a flag. It follows ff's rule
-// (upper case, '-' to '_') so that ff's documentation stays true for us.
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// envName is the environment variable of a flag (flagenv's rule, ff's).
+func envName(flagName string) string { return flagenv.Name(envPrefix, flagName) }
 
 // parseConfig merges args, the environment (through getenv) and the config
 // file over the defaults and validates the result. Precedence is flag >
@@ -183,17 +180,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	// ff's precedence: Set marks a flag as set, ff's file step skips
 	// flags already set (env > file), and ff parses args after this
 	// (flag > env).
-	var envErr error
-	flags.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		v := getenv(name)
-		if v == "" || envErr != nil {
-			return
-		}
-		if err := flags.Set(f.Name, v); err != nil {
-			envErr = fmt.Errorf("%s: invalid value %q in %s: %v", f.Name, v, name, err)
-		}
-	})
+	envErr := flagenv.Apply(flags, envPrefix, getenv)
 
 	err := ff.Parse(flags, args,
 		ff.WithConfigFileFlag(flagConfig),
@@ -413,15 +400,5 @@ terminal; one line from a pipe) and prints the user's entry for the --users
 file: - {name: "<user>", role: app, hash: "$2a$10$..."}.
 
 `)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "Flag\tEnvironment\tDefault\tMeaning")
-	flags.VisitAll(func(f *flag.Flag) {
-		placeholder, usage := flag.UnquoteUsage(f)
-		def := f.DefValue
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(tw, "--%s %s\t%s\t%s\t%s\n", f.Name, placeholder, envName(f.Name), def, usage)
-	})
-	tw.Flush()
+	flagenv.PrintTable(w, flags, envPrefix)
 }

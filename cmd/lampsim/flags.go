@@ -9,11 +9,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/lampgw/lampgw/bridge"
 	"github.com/lampgw/lampgw/devices"
+	"github.com/lampgw/lampgw/internal/flagenv"
 	"github.com/lampgw/lampgw/internal/lampsim"
 	"github.com/lampgw/lampgw/topics"
 )
@@ -112,10 +112,8 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 }
 
 // envName is the environment variable of a flag: LAMPSIM_ and the flag in
-// upper snake case, the rule ff and lampgw's LAMPGW_ variables follow.
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// upper snake case, the rule lampgw's LAMPGW_ variables follow.
+func envName(flagName string) string { return flagenv.Name(envPrefix, flagName) }
 
 // parseArgs reads args (without the program name) and the environment
 // through getenv, a flag beating its variable, and checks the result. It
@@ -127,15 +125,7 @@ func parseArgs(args []string, getenv func(string) string) (options, error) {
 	// The environment goes first, through Set, so that the flags parsed
 	// next override it. getenv, not os.Getenv, keeps this a pure function
 	// that tests (and the Docker test checking compose files) can call.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if s := getenv(name); s != "" && envErr == nil {
-			if err := fs.Set(f.Name, s); err != nil {
-				envErr = fmt.Errorf("%s: invalid value %q in %s: %v", f.Name, s, name, err)
-			}
-		}
-	})
+	envErr := flagenv.Apply(fs, envPrefix, getenv)
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -240,15 +230,5 @@ Every flag can also be set by an environment variable (LAMPSIM_ + the flag
 in upper snake case); a flag beats the environment.
 
 `)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "Flag\tEnvironment\tDefault\tMeaning")
-	fs.VisitAll(func(f *flag.Flag) {
-		placeholder, usage := flag.UnquoteUsage(f)
-		def := f.DefValue
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(tw, "--%s %s\t%s\t%s\t%s\n", f.Name, placeholder, envName(f.Name), def, usage)
-	})
-	tw.Flush()
+	flagenv.PrintTable(w, fs, envPrefix)
 }
