@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/lampgw/lampgw/devices"
@@ -38,6 +39,9 @@ type Frame struct {
 	ID string
 	// Token is the optional HELLO token or JSON "token".
 	Token string
+	// RID is a JSON command's "rid", its request id; lamps' frames have
+	// none.
+	RID string
 	// Pairs are the accepted keys, each once (the last spelling wins), in
 	// the order the lamp sent them.
 	Pairs []devices.Pair
@@ -142,6 +146,14 @@ func decodeJSON(line []byte, schema devices.Schema, control bool) (Frame, error)
 		if err := dec.Decode(&raw); err != nil {
 			return Frame{}, fmt.Errorf("%w: bad JSON", ErrMalformed)
 		}
+		if !control && key == "rid" {
+			var rid string
+			if json.Unmarshal(raw, &rid) != nil || rid == "" || len(rid) > MaxRIDLen || strings.ContainsFunc(rid, unicode.IsControl) {
+				return f, fmt.Errorf("%w: \"rid\" must be a string of 1 to %d printable characters", ErrMalformed, MaxRIDLen)
+			}
+			f.RID = rid
+			continue
+		}
 		if control && (key == "id" || key == "token") {
 			var s string
 			if json.Unmarshal(raw, &s) != nil {
@@ -187,8 +199,20 @@ func compact(raw []byte) []byte {
 // nothing: any refused key refuses the whole command, so a lamp never
 // applies half of what an app asked.
 func DecodeCommand(key string, payload []byte, schema devices.Schema) ([]devices.Pair, error) {
+	pairs, _, err := DecodeRequest(key, payload, schema)
+	return pairs, err
+}
+
+// MaxRIDLen bounds a request id.
+const MaxRIDLen = 128
+
+// DecodeRequest is DecodeCommand that also returns the request id a JSON
+// command carries as "rid" ({"brightness":700,"rid":"abc"}): a string of
+// 1 to MaxRIDLen printable characters, never sent to the lamp. The rid is
+// returned even when the command is refused, so the refusal can be acked.
+func DecodeRequest(key string, payload []byte, schema devices.Schema) (pairs []devices.Pair, rid string, err error) {
 	if !utf8.Valid(payload) {
-		return nil, ErrInvalidUTF8
+		return nil, "", ErrInvalidUTF8
 	}
 	var f Frame
 	if key != "" {
@@ -197,7 +221,7 @@ func DecodeCommand(key string, payload []byte, schema devices.Schema) ([]devices
 	} else {
 		var err error
 		if f, err = decodeJSON(bytes.TrimSpace(payload), schema, false); err != nil {
-			return nil, err
+			return nil, f.RID, err
 		}
 	}
 	for _, p := range f.Pairs {
@@ -206,12 +230,12 @@ func DecodeCommand(key string, payload []byte, schema devices.Schema) ([]devices
 		}
 	}
 	if len(f.Refused) > 0 {
-		return nil, joinRefused(f.Refused)
+		return nil, f.RID, joinRefused(f.Refused)
 	}
 	if len(f.Pairs) == 0 {
-		return nil, fmt.Errorf("%w: empty command", ErrMalformed)
+		return nil, f.RID, fmt.Errorf("%w: empty command", ErrMalformed)
 	}
-	return f.Pairs, nil
+	return f.Pairs, f.RID, nil
 }
 
 // joinRefused makes one error of the refused keys of a frame, for one ERR

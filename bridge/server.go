@@ -25,8 +25,13 @@ import (
 type Options struct {
 	// Bus carries publishes and command subscriptions; required.
 	Bus Bus
-	// Registry holds device state; nil means a new, private one.
+	// Registry holds device state; nil means a new one made from Devices,
+	// whose acks the server publishes. A Registry given here publishes
+	// acks only if its creator's OnAck calls PublishAck.
 	Registry *devices.Registry
+	// Devices configures the registry the server makes when Registry is
+	// nil; its OnAck is replaced by the server's.
+	Devices devices.Options
 	// Prefix is the lamp topic prefix; "" means topics.DefaultPrefix.
 	Prefix string
 	// Schema validates every lamp's values; the zero Schema is the
@@ -85,9 +90,6 @@ type Options struct {
 }
 
 func (o *Options) ensureDefaults() {
-	if o.Registry == nil {
-		o.Registry = devices.NewRegistry(devices.Options{})
-	}
 	if o.Prefix == "" {
 		o.Prefix = topics.DefaultPrefix
 	}
@@ -182,6 +184,20 @@ func NewServer(opts Options) (*Server, error) {
 		dialers:   make(map[string]*dialer),
 		perAddr:   make(map[netip.Addr]int),
 		failed:    make(map[netip.Addr]*rate.Limiter),
+	}
+	if s.opts.Registry == nil {
+		dopts := opts.Devices
+		dopts.OnAck = s.PublishAck
+		if dopts.OnStoreError == nil {
+			dopts.OnStoreError = func(id string, err error) {
+				s.warn.Error().Err(err).Str("device", id).Msg("pending commands not stored")
+			}
+		}
+		reg, err := devices.Open(dopts)
+		if err != nil {
+			return nil, err
+		}
+		s.opts.Registry = reg
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, filter := range []string{topics.SetFilter(opts.Prefix), topics.SetKeyFilter(opts.Prefix)} {
@@ -411,17 +427,56 @@ func (s *Server) onCommand(topic string, payload []byte, retained bool) {
 		s.refuseCommand(t.Device, topic, payload, ErrFrameTooLong)
 		return
 	}
-	pairs, err := DecodeCommand(t.Key, payload, s.schema(t.Device))
+	pairs, rid, err := DecodeRequest(t.Key, payload, s.schema(t.Device))
+	if err == nil {
+		now := s.opts.Devices.Now
+		if now == nil {
+			now = time.Now
+		}
+		cmds := make([]devices.Command, len(pairs))
+		for i, p := range pairs {
+			cmds[i] = devices.Command{Pair: p, RID: rid, At: now()}
+		}
+		err = s.opts.Registry.Command(t.Device, cmds)
+	}
 	if err != nil {
 		s.refuseCommand(t.Device, topic, payload, err)
+		if rid != "" {
+			s.publishAck(devices.Ack{ID: t.Device, Command: devices.Command{RID: rid}, Status: devices.Rejected, Time: time.Now()}, reason(err))
+		}
 		return
 	}
-	delivered, err := s.opts.Registry.Command(t.Device, pairs)
+	s.log.Debug().Str("device", t.Device).Str("rid", rid).Msg("command")
+}
+
+// ackJSON is what lampgw publishes on lamp/<id>/ack.
+type ackJSON struct {
+	RID    string          `json:"rid,omitempty"`
+	Key    string          `json:"key,omitempty"`
+	Value  json.RawMessage `json:"value,omitempty"`
+	Status string          `json:"status"`
+	Error  string          `json:"error,omitempty"`
+	Time   string          `json:"time"`
+}
+
+// PublishAck publishes a command's progress on lamp/<id>/ack, if its app
+// asked (a rid or an MQTT 5 response topic). It is the registry's OnAck.
+func (s *Server) PublishAck(a devices.Ack) { s.publishAck(a, "") }
+
+func (s *Server) publishAck(a devices.Ack, errText string) {
+	if !a.Command.Wants() {
+		return
+	}
+	j := ackJSON{RID: a.Command.RID, Key: a.Command.Key, Status: string(a.Status), Error: errText,
+		Time: a.Time.UTC().Format(time.RFC3339Nano)}
+	if a.Command.Value.JSON != "" {
+		j.Value = json.RawMessage(a.Command.Value.JSON)
+	}
+	b, err := json.Marshal(j)
 	if err != nil {
-		s.refuseCommand(t.Device, topic, payload, err)
 		return
 	}
-	s.log.Debug().Str("device", t.Device).Bool("delivered", delivered).Msg("command")
+	s.publish(topics.Ack(s.opts.Prefix, a.ID), b, false)
 }
 
 // commandError is the JSON published on lamp/<id>/error.

@@ -650,7 +650,8 @@ func TestServeConnBadFrames(t *testing.T) {
 }
 
 func TestServeConnSlowLamp(t *testing.T) {
-	e := newEnv(t, bridge.Options{WriteQueue: 4, WriteTimeout: time.Minute})
+	// Unpaced, so each command is a frame of its own in the lamp's queue.
+	e := newEnv(t, bridge.Options{WriteQueue: 4, WriteTimeout: time.Minute, Devices: devices.Options{MaxRate: -1}})
 	hall := e.dial(context.Background(), true)
 	hall.send(t, "HELLO hall\n")
 	e.expect(t, online("hall"))

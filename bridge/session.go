@@ -38,9 +38,10 @@ type session struct {
 	// limiter paces the reader (Options.FrameRate); nil means no limit.
 	limiter *rate.Limiter
 
-	// out carries whole frames to the writer. A nil frame asks the writer
-	// to close the connection once everything before it is written.
-	out       chan []byte
+	// out carries whole frames to the writer. A frame with last set asks
+	// the writer to close the connection once everything before it is
+	// written.
+	out       chan outFrame
 	closing   error // why the reader asked the writer to close; set before the nil frame
 	done      chan struct{}
 	closeOnce sync.Once
@@ -52,7 +53,7 @@ func newSession(s *Server, conn net.Conn) *session {
 		srv:  s,
 		conn: conn,
 		log:  s.log.With().Str("remote", conn.RemoteAddr().String()).Logger(),
-		out:  make(chan []byte, s.opts.WriteQueue),
+		out:  make(chan outFrame, s.opts.WriteQueue),
 		done: make(chan struct{}),
 	}
 	if s.opts.FrameRate > 0 {
@@ -70,10 +71,19 @@ func (c *session) fail(reason error) {
 	})
 }
 
+// outFrame is one write for the writer goroutine.
+type outFrame struct {
+	b []byte
+	// done, if set, hears whether b reached the socket (see Holder).
+	done func(ok bool)
+	// last asks the writer to close the connection after what came before.
+	last bool
+}
+
 // Deliver implements devices.Holder. It encodes in the lamp's current
 // dialect and queues without blocking; a lamp whose queue is full is too
 // slow and is dropped rather than waited for.
-func (c *session) Deliver(pairs []devices.Pair) bool {
+func (c *session) Deliver(pairs []devices.Pair, done func(ok bool)) bool {
 	frame := AppendCommand(nil, Dialect(c.dialect.Load()), pairs)
 	select {
 	case <-c.done:
@@ -81,12 +91,28 @@ func (c *session) Deliver(pairs []devices.Pair) bool {
 	default:
 	}
 	select {
-	case c.out <- frame:
+	case c.out <- outFrame{b: frame, done: done}:
 		return true
 	default:
 		c.srv.stats.slowLamps.Add(1)
 		c.fail(ErrSlowLamp)
 		return false
+	}
+}
+
+// unwritten reports every command frame still queued when the
+// connection ended as not written, so the registry keeps its commands.
+// Only run calls it, after the writer has stopped.
+func (c *session) unwritten() {
+	for {
+		select {
+		case f := <-c.out:
+			if f.done != nil {
+				f.done(false)
+			}
+		default:
+			return
+		}
 	}
 }
 
@@ -97,7 +123,7 @@ func (c *session) Kick() { c.fail(ErrTakenOver) }
 // lamp that doesn't read its errors loses nothing else by it.
 func (c *session) send(line []byte) {
 	select {
-	case c.out <- line:
+	case c.out <- outFrame{b: line}:
 	default:
 	}
 }
@@ -108,15 +134,21 @@ func (c *session) writer(wg *sync.WaitGroup) {
 		select {
 		case <-c.done:
 			return
-		case frame := <-c.out:
-			if frame == nil {
+		case f := <-c.out:
+			if f.last {
 				c.fail(c.closing)
 				return
 			}
 			c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-			if _, err := c.conn.Write(frame); err != nil {
+			if _, err := c.conn.Write(f.b); err != nil {
 				c.fail(fmt.Errorf("write: %w", err))
+				if f.done != nil {
+					f.done(false)
+				}
 				return
+			}
+			if f.done != nil {
+				f.done(true)
 			}
 		}
 	}
@@ -155,6 +187,9 @@ func (c *session) run(ctx context.Context, preset *devices.Config) {
 			s.publish(topics.Availability(s.opts.Prefix, c.id), []byte(topics.Offline), true)
 		})
 	}
+	// After Detach: the registry hands frames to its holder under the
+	// device's lock, so none can arrive after this.
+	c.unwritten()
 	c.logEnd()
 }
 
@@ -375,7 +410,7 @@ func (c *session) closeAfter(line []byte, reason error) error {
 	c.send(line)
 	c.closing = reason
 	select {
-	case c.out <- nil:
+	case c.out <- outFrame{last: true}:
 	default:
 		c.fail(reason)
 	}

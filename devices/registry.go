@@ -4,15 +4,20 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Holder is the live connection that speaks for a device. The bridge's
 // lamp sessions are Holders.
 type Holder interface {
-	// Deliver queues a command for the lamp without blocking. It returns
-	// false when the holder can no longer write (closed, or its queue is
-	// full), and the registry then keeps the pairs as desired state.
-	Deliver(pairs []Pair) bool
+	// Deliver queues a frame of pairs for the lamp without blocking. It
+	// returns false when the holder can no longer write (closed, or its
+	// queue is full), and the registry then keeps the pairs as desired
+	// state. After true, done is called exactly once, from another
+	// goroutine and with no registry lock held: ok once the frame is on
+	// the socket, !ok if the connection ended before it was written.
+	Deliver(pairs []Pair, done func(ok bool)) bool
 	// Kick closes the holder's connection because another connection took
 	// over its device. It must not block.
 	Kick()
@@ -29,8 +34,27 @@ type Options struct {
 	MaxDevices int
 	// MaxKeys bounds the distinct keys one device may report. 0 means 64.
 	MaxKeys int
-	// Now is the clock; nil means time.Now.
+	// Now is the clock of timestamps and expiry; nil means time.Now.
 	Now func() time.Time
+	// OnAck hears every step of every command (see AckStatus), under the
+	// device's lock, so a device's acks are in order; it must not block
+	// or call back into the registry for that device. nil: nobody.
+	OnAck func(Ack)
+	// ConfirmTimeout is how long a written command waits for the lamp to
+	// report its value before it is unconfirmed; 0 means 5s.
+	ConfirmTimeout time.Duration
+	// CommandTTL is how long a command may wait to be written before it
+	// expires; 0 means 24h.
+	CommandTTL time.Duration
+	// MaxRate is how many frames per second a lamp is written at most;
+	// commands arriving faster are coalesced per key, the newest winning.
+	// 0 means 20; negative means no limit.
+	MaxRate float64
+	// Store persists pending commands; nil keeps them in memory only.
+	Store Store
+	// OnStoreError hears a failed Store.Put or an unreadable record; nil:
+	// nobody.
+	OnStoreError func(id string, err error)
 }
 
 // Registry is every device the gateway knows. It is safe for concurrent
@@ -49,8 +73,14 @@ type device struct {
 	// fresh holds the keys reported since the current holder attached; a
 	// key's first report on a connection is always published, later ones
 	// only when the value changes.
-	fresh    map[string]bool
-	desired  []Pair
+	fresh map[string]bool
+	// pending are commands not yet written, newest per key, in the order
+	// their keys were first commanded; inflight are written ones waiting
+	// for the lamp to confirm them, by key.
+	pending  []Command
+	inflight map[string]inflight
+	limiter  *rate.Limiter
+	timer    *time.Timer
 	lastSeen time.Time
 	// forgotten is set when the device was evicted; whoever looked it up
 	// before must look again.
@@ -68,7 +98,28 @@ func NewRegistry(opts Options) *Registry {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ConfirmTimeout <= 0 {
+		opts.ConfirmTimeout = 5 * time.Second
+	}
+	if opts.CommandTTL <= 0 {
+		opts.CommandTTL = 24 * time.Hour
+	}
+	if opts.MaxRate == 0 {
+		opts.MaxRate = 20
+	}
 	return &Registry{opts: opts, devices: make(map[string]*device)}
+}
+
+// Open is NewRegistry that first restores pending commands from
+// opts.Store.
+func Open(opts Options) (*Registry, error) {
+	r := NewRegistry(opts)
+	if r.opts.Store != nil {
+		if err := r.load(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // How lookup treats a device it doesn't know.
@@ -104,8 +155,8 @@ func (r *Registry) evictLocked() bool {
 		if vd == nil {
 			return true
 		}
-		if (len(d.desired) == 0) != (len(vd.desired) == 0) {
-			return len(d.desired) == 0
+		if (len(d.pending) == 0) != (len(vd.pending) == 0) {
+			return len(d.pending) == 0
 		}
 		return d.lastSeen.Before(vd.lastSeen)
 	}
@@ -122,7 +173,7 @@ func (r *Registry) evictLocked() bool {
 	vd.mu.Lock()
 	offline := vd.holder == nil
 	if offline {
-		vd.forgotten = true
+		r.forgetLocked(victim, vd)
 		delete(r.devices, victim)
 	}
 	vd.mu.Unlock()
@@ -171,12 +222,13 @@ func (r *Registry) AttachIf(id string, h Holder, admit func(prev Holder) error, 
 	d.holder = h
 	d.fresh = make(map[string]bool)
 	d.lastSeen = r.opts.Now()
+	if d.limiter == nil {
+		d.limiter = r.newLimiter()
+	}
 	if announce != nil {
 		announce()
 	}
-	if len(d.desired) > 0 && h.Deliver(d.desired) {
-		d.desired = nil
-	}
+	r.flushLocked(id, d)
 	d.mu.Unlock()
 	if prev != nil && prev != h {
 		prev.Kick()
@@ -240,6 +292,9 @@ func (r *Registry) Report(id string, h Holder, pairs []Pair, publish func(change
 	if len(changed) > 0 && publish != nil {
 		publish(changed, d.stateJSONLocked())
 	}
+	if len(d.inflight) > 0 {
+		r.confirmLocked(id, d, pairs)
+	}
 	return refused
 }
 
@@ -266,43 +321,54 @@ func (d *device) stateJSONLocked() []byte {
 	return append(b, '}')
 }
 
-// Command hands pairs to id's holder, or, when the lamp is offline or
-// cannot take them now, keeps them as desired state (newest value per key
-// wins) to be delivered when a holder attaches. delivered says which
-// happened.
-func (r *Registry) Command(id string, pairs []Pair) (delivered bool, err error) {
+// Command queues cmds for id, each replacing a pending command for its
+// key (superseded), and writes them to the lamp if it is online and its
+// write rate allows; a lamp that is offline keeps them as desired state
+// (queued) until it connects. Keys in cmds are unique. It fails only when
+// the registry is full and does not know id.
+func (r *Registry) Command(id string, cmds []Command) error {
 	d, err := r.lock(id, command)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer d.mu.Unlock()
-	if d.holder != nil && len(d.desired) == 0 && d.holder.Deliver(pairs) {
-		return true, nil
+	for i := range cmds {
+		if cmds[i].At.IsZero() {
+			cmds[i].At = r.opts.Now()
+		}
 	}
-	d.desired = merge(d.desired, pairs)
-	if d.holder != nil && d.holder.Deliver(d.desired) {
-		d.desired = nil
-		return true, nil
+	r.queueLocked(id, d, cmds)
+	r.flushLocked(id, d)
+	if d.holder == nil {
+		for _, c := range cmds {
+			r.ackLocked(id, c, Queued)
+		}
 	}
-	return false, nil
+	if len(d.pending) > 0 {
+		r.persistLocked(id, d)
+	}
+	return nil
 }
 
-// merge overwrites existing keys in place and appends new ones, so the
-// frame a lamp finally gets keeps the order keys were first commanded in.
-func merge(dst, src []Pair) []Pair {
-	out := make([]Pair, len(dst), len(dst)+len(src))
-	copy(out, dst)
-next:
-	for _, p := range src {
-		for i := range out {
-			if out[i].Key == p.Key {
-				out[i].Value = p.Value
-				continue next
-			}
-		}
-		out = append(out, p)
+// forgetLocked drops a device that is leaving the registry: its pending
+// commands end expired, its timer stops and its record is deleted.
+func (r *Registry) forgetLocked(id string, d *device) {
+	d.forgotten = true
+	for _, c := range d.pending {
+		r.ackLocked(id, c, Expired)
 	}
-	return out
+	for _, f := range d.inflight {
+		r.ackLocked(id, f.cmd, Unconfirmed)
+	}
+	hadPending := len(d.pending) > 0
+	d.pending, d.inflight = nil, nil
+	if hadPending {
+		r.persistLocked(id, d)
+	}
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
 }
 
 // Snapshot is a copy of one device's state.
@@ -326,13 +392,21 @@ func (r *Registry) Get(id string) (Snapshot, bool) {
 		ID:       id,
 		Online:   d.holder != nil,
 		Reported: make(map[string]Value, len(d.reported)),
-		Desired:  append([]Pair(nil), d.desired...),
+		Desired:  d.desiredPairs(),
 		LastSeen: d.lastSeen,
 	}
 	for k, v := range d.reported {
 		s.Reported[k] = v
 	}
 	return s, true
+}
+
+func (d *device) desiredPairs() []Pair {
+	pairs := make([]Pair, len(d.pending))
+	for i, c := range d.pending {
+		pairs[i] = c.Pair
+	}
+	return pairs
 }
 
 // IDs returns the ids of every known device, sorted.
@@ -388,7 +462,7 @@ func (r *Registry) Remove(id string, clear func(keys []string)) (Holder, bool) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.forgotten = true
+	r.forgetLocked(id, d)
 	delete(r.devices, id)
 	if clear != nil {
 		keys := make([]string, 0, len(d.reported))

@@ -39,7 +39,7 @@ func TestRemove(t *testing.T) {
 	h := &holder{name: "h"}
 	r.Attach("a", h, nil)
 	r.Report("a", h, []devices.Pair{p("brightness", "5"), ps("mode", "auto")}, nil)
-	r.Command("a", []devices.Pair{p("brightness", "9")})
+	command(r, "a", p("brightness", "9"))
 
 	var cleared []string
 	got, ok := r.Remove("a", func(keys []string) { cleared = keys })

@@ -71,6 +71,11 @@ type Options struct {
 	MaxLamps             int
 	MaxLampsPerAddr      int
 	LampFrameRate        float64
+	// Command acknowledgement and pacing (see devices.Options): zero
+	// values mean 5s, 24h and 20 frames/s; LampMaxRate < 0 means no limit.
+	ConfirmTimeout time.Duration
+	CommandTTL     time.Duration
+	LampMaxRate    float64
 	// MaxPacketSize is the largest MQTT packet a client may send; 0 means
 	// broker.DefaultMaxPacketSize.
 	MaxPacketSize int
@@ -258,8 +263,12 @@ func (g *Gateway) Start() (err error) {
 	}
 	bus := g.broker.Bus()
 	g.bridge, err = bridge.NewServer(bridge.Options{
-		Bus:                 bus,
-		Registry:            devices.NewRegistry(devices.Options{}),
+		Bus: bus,
+		Devices: devices.Options{
+			ConfirmTimeout: g.opts.ConfirmTimeout,
+			CommandTTL:     g.opts.CommandTTL,
+			MaxRate:        g.opts.LampMaxRate,
+		},
 		Prefix:              g.opts.TopicPrefix,
 		MaxFrame:            g.opts.MaxFrame,
 		RedialMin:           g.opts.RedialMin,

@@ -128,6 +128,9 @@ func startWorld(t *testing.T, users string, tweak func(*gateway.Options)) *world
 	g, _, _ := startWithDevices(t, "", func(o *gateway.Options) {
 		o.DevicesFile = "" // the users file is what these tests are about
 		o.UsersFile = w.usersPath
+		// Commands from several users follow each other at once; paced,
+		// the later would supersede the earlier (pacing has its tests).
+		o.LampMaxRate = -1
 		o.Logger = zerolog.New(zerolog.MultiLevelWriter(w.logs, zerolog.NewTestWriter(t)))
 		if tweak != nil {
 			tweak(o)
