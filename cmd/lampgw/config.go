@@ -47,6 +47,9 @@ const (
 	flagMaxLampsPerAddr = "max-lamps-per-addr"
 	flagLampFrameRate   = "lamp-frame-rate"
 	flagMaxPacketSize   = "max-packet-size"
+	flagConfirmTimeout  = "confirm-timeout"
+	flagCommandTTL      = "command-ttl"
+	flagLampMaxRate     = "lamp-max-rate"
 	flagLogLevel        = "log-level"
 	flagLogFormat       = "log-format"
 )
@@ -104,6 +107,9 @@ type config struct {
 	MaxLampsPerAddr     int
 	LampFrameRate       float64
 	MaxPacketSize       int
+	ConfirmTimeout      time.Duration
+	CommandTTL          time.Duration
+	LampMaxRate         float64
 	LogLevel            string
 	LogFormat           string // "auto": console on a terminal, else json
 }
@@ -122,6 +128,9 @@ func defaultConfig() config {
 		MaxLampsPerAddr: 256,
 		LampFrameRate:   100,
 		MaxPacketSize:   256 << 10,
+		ConfirmTimeout:  5 * time.Second,
+		CommandTTL:      24 * time.Hour,
+		LampMaxRate:     20,
 		LogLevel:        "info",
 		LogFormat:       "auto",
 	}
@@ -158,6 +167,9 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.IntVar(&cfg.MaxLampsPerAddr, flagMaxLampsPerAddr, cfg.MaxLampsPerAddr, "most lamp connections from one IP address")
 	flags.Float64Var(&cfg.LampFrameRate, flagLampFrameRate, cfg.LampFrameRate, "frames per `second` one lamp may send (bursts of twice that); faster lamps are read slower; 0: no limit")
 	flags.IntVar(&cfg.MaxPacketSize, flagMaxPacketSize, cfg.MaxPacketSize, "largest MQTT packet a client may send, in `bytes`")
+	flags.DurationVar(&cfg.ConfirmTimeout, flagConfirmTimeout, cfg.ConfirmTimeout, "a written command not confirmed by the lamp's report within this `duration` is acked unconfirmed")
+	flags.DurationVar(&cfg.CommandTTL, flagCommandTTL, cfg.CommandTTL, "a command not written to its lamp within this `duration` is acked expired and dropped")
+	flags.Float64Var(&cfg.LampMaxRate, flagLampMaxRate, cfg.LampMaxRate, "most command frames per `second` written to one lamp; faster commands are coalesced, the newest per key winning; 0: no limit")
 	flags.StringVar(&cfg.LogLevel, flagLogLevel, cfg.LogLevel, "`level`: "+strings.Join(logLevels, "|"))
 	flags.StringVar(&cfg.LogFormat, flagLogFormat, cfg.LogFormat, "`format`: "+strings.Join(logFormats, "|")+"; auto is console on a terminal, else json")
 	return flags
@@ -273,6 +285,15 @@ func (c config) validate() error {
 	}
 	if c.LampIdle != 0 && c.LampIdle < 10*time.Second {
 		return fmt.Errorf("%s: must be 0 (never) or at least 10s, got %v", flagLampIdle, c.LampIdle)
+	}
+	if c.ConfirmTimeout < 100*time.Millisecond || c.ConfirmTimeout > time.Hour {
+		return fmt.Errorf("%s: must be between 100ms and 1h, got %v", flagConfirmTimeout, c.ConfirmTimeout)
+	}
+	if c.CommandTTL < time.Second || c.CommandTTL > 365*24*time.Hour {
+		return fmt.Errorf("%s: must be between 1s and 8760h, got %v", flagCommandTTL, c.CommandTTL)
+	}
+	if c.LampMaxRate < 0 || c.LampMaxRate > 10000 {
+		return fmt.Errorf("%s: must be between 0 (no limit) and 10000, got %v", flagLampMaxRate, c.LampMaxRate)
 	}
 	if c.LampFrameRate < 0 || c.LampFrameRate > 100000 {
 		return fmt.Errorf("%s: must be between 0 (no limit) and 100000, got %v", flagLampFrameRate, c.LampFrameRate)

@@ -88,6 +88,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxLampsPerAddr:      cfg.MaxLampsPerAddr,
 		LampFrameRate:        frameRate(cfg.LampFrameRate),
 		MaxPacketSize:        cfg.MaxPacketSize,
+		ConfirmTimeout:       cfg.ConfirmTimeout,
+		CommandTTL:           cfg.CommandTTL,
+		LampMaxRate:          frameRate(cfg.LampMaxRate),
 		Logger:               logger,
 	})
 	if err != nil {
@@ -147,8 +150,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 0
 }
 
-// frameRate maps --lamp-frame-rate's 0 (no limit) to the bridge's
-// negative (its 0 is the default).
+// frameRate maps a rate flag's 0 (no limit) to the negative the bridge
+// and registry take (their 0 is the default).
 func frameRate(r float64) float64 {
 	if r == 0 {
 		return -1

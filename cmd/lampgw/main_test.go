@@ -123,6 +123,9 @@ func TestParseConfigPrecedence(t *testing.T) {
 					"LAMPGW_MAX_LAMPS_PER_ADDR":     "5",
 					"LAMPGW_LAMP_FRAME_RATE":        "2.5",
 					"LAMPGW_MAX_PACKET_SIZE":        "1024",
+					"LAMPGW_CONFIRM_TIMEOUT":        "2s",
+					"LAMPGW_COMMAND_TTL":            "1h",
+					"LAMPGW_LAMP_MAX_RATE":          "5",
 					"LAMPGW_MQTTS_ADDR":             "127.0.0.1:5",
 					"LAMPGW_WSS_ADDR":               "127.0.0.1:6",
 					"LAMPGW_HTTPS_ADDR":             "127.0.0.1:7",
@@ -139,6 +142,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 					DevicesFile: "/etc/lampgw/devices.yaml", AllowAnonymous: true,
 					RequireKnownDevices: true, LampHandshake: 5 * time.Second, LampIdle: 10 * time.Minute,
 					MaxLamps: 50, MaxLampsPerAddr: 5, LampFrameRate: 2.5, MaxPacketSize: 1024,
+					ConfirmTimeout: 2 * time.Second, CommandTTL: time.Hour, LampMaxRate: 5,
 					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
 					TLSCert: "/etc/lampgw/cert.pem", TLSKey: "/etc/lampgw/key.pem", TLSClientCA: "/etc/lampgw/ca.pem",
 				}
@@ -167,6 +171,9 @@ max-lamps: 100
 max-lamps-per-addr: 10
 lamp-frame-rate: 0
 max-packet-size: 65536
+confirm-timeout: 500ms
+command-ttl: 48h
+lamp-max-rate: 0
 mqtts-addr: 127.0.0.1:5
 wss-addr: 127.0.0.1:6
 https-addr: 127.0.0.1:7
@@ -184,6 +191,7 @@ tls-client-ca: ca.pem
 					DevicesFile: "devices.yaml", AllowAnonymous: true,
 					RequireKnownDevices: true, LampHandshake: 30 * time.Second, LampIdle: time.Hour,
 					MaxLamps: 100, MaxLampsPerAddr: 10, LampFrameRate: 0, MaxPacketSize: 65536,
+					ConfirmTimeout: 500 * time.Millisecond, CommandTTL: 48 * time.Hour, LampMaxRate: 0,
 					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
 					TLSCert: "cert.pem", TLSKey: "key.pem", TLSClientCA: "ca.pem",
 				}
@@ -301,6 +309,21 @@ func TestParseConfigErrors(t *testing.T) {
 			configCase: configCase{name: "lamp-frame-rate negative", args: []string{"--lamp-frame-rate", "-1"}},
 			setting:    "lamp-frame-rate",
 			want:       "lamp-frame-rate: must be between 0 (no limit) and 100000, got -1",
+		},
+		{
+			configCase: configCase{name: "confirm-timeout tiny", args: []string{"--confirm-timeout", "1ms"}},
+			setting:    "confirm-timeout",
+			want:       "confirm-timeout: must be between 100ms and 1h, got 1ms",
+		},
+		{
+			configCase: configCase{name: "command-ttl zero", env: map[string]string{"LAMPGW_COMMAND_TTL": "0s"}},
+			setting:    "command-ttl",
+			want:       "command-ttl: must be between 1s and 8760h, got 0s",
+		},
+		{
+			configCase: configCase{name: "lamp-max-rate negative", args: []string{"--lamp-max-rate", "-2"}},
+			setting:    "lamp-max-rate",
+			want:       "lamp-max-rate: must be between 0 (no limit) and 10000, got -2",
 		},
 		{
 			configCase: configCase{name: "bad log-level", args: []string{"--log-level", "loud"}},
