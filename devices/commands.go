@@ -316,8 +316,16 @@ func (r *Registry) newLimiter() *rate.Limiter {
 func (r *Registry) load() error {
 	return r.opts.Store.All(func(id string, data []byte) error {
 		cmds, err := decodePending(data)
-		if err != nil || len(cmds) == 0 {
-			return nil // a record we can't read is a command we can't run
+		if err != nil {
+			// A record we can't read is a command we can't run; say so
+			// and go on with the others.
+			if r.opts.OnStoreError != nil {
+				r.opts.OnStoreError(id, err)
+			}
+			return nil
+		}
+		if len(cmds) == 0 {
+			return nil
 		}
 		d, err := r.lock(id, attach)
 		if err != nil {
