@@ -103,6 +103,14 @@
 // per key) and written as one frame as soon as the lamp identifies. The
 // gateway never publishes state it has not heard from the lamp.
 //
+// Pacing and acks. A lamp is written at most Options.Devices.MaxRate
+// frames a second (20); faster commands wait, coalesced per key, newest
+// first (package devices). A JSON command's "rid" asks for progress on
+// lamp/<id>/ack: queued, written (after the writer's Write returned),
+// confirmed (the lamp reported the value), unconfirmed, superseded,
+// expired, rejected. Frames still queued when a connection ends go back
+// to the registry unwritten.
+//
 // Retained commands are one-shot. The embedded broker never stores them;
 // a retained command replayed by an external broker on subscription is
 // not executed, and its retained copy is cleared.
