@@ -50,6 +50,7 @@ const (
 	flagConfirmTimeout  = "confirm-timeout"
 	flagCommandTTL      = "command-ttl"
 	flagLampMaxRate     = "lamp-max-rate"
+	flagShutdownTimeout = "shutdown-timeout"
 	flagLogLevel        = "log-level"
 	flagLogFormat       = "log-format"
 )
@@ -110,6 +111,7 @@ type config struct {
 	ConfirmTimeout      time.Duration
 	CommandTTL          time.Duration
 	LampMaxRate         float64
+	ShutdownTimeout     time.Duration
 	LogLevel            string
 	LogFormat           string // "auto": console on a terminal, else json
 }
@@ -131,6 +133,7 @@ func defaultConfig() config {
 		ConfirmTimeout:  5 * time.Second,
 		CommandTTL:      24 * time.Hour,
 		LampMaxRate:     20,
+		ShutdownTimeout: shutdownTimeout,
 		LogLevel:        "info",
 		LogFormat:       "auto",
 	}
@@ -169,6 +172,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.IntVar(&cfg.MaxPacketSize, flagMaxPacketSize, cfg.MaxPacketSize, "largest MQTT packet a client may send, in `bytes`")
 	flags.DurationVar(&cfg.ConfirmTimeout, flagConfirmTimeout, cfg.ConfirmTimeout, "a written command not confirmed by the lamp's report within this `duration` is acked unconfirmed")
 	flags.DurationVar(&cfg.CommandTTL, flagCommandTTL, cfg.CommandTTL, "a command not written to its lamp within this `duration` is acked expired and dropped")
+	flags.DurationVar(&cfg.ShutdownTimeout, flagShutdownTimeout, cfg.ShutdownTimeout, "on SIGINT or SIGTERM, give lamps, apps and storage this `duration` to finish, then exit 1")
 	flags.Float64Var(&cfg.LampMaxRate, flagLampMaxRate, cfg.LampMaxRate, "most command frames per `second` written to one lamp; faster commands are coalesced, the newest per key winning; 0: no limit")
 	flags.StringVar(&cfg.LogLevel, flagLogLevel, cfg.LogLevel, "`level`: "+strings.Join(logLevels, "|"))
 	flags.StringVar(&cfg.LogFormat, flagLogFormat, cfg.LogFormat, "`format`: "+strings.Join(logFormats, "|")+"; auto is console on a terminal, else json")
@@ -291,6 +295,9 @@ func (c config) validate() error {
 	}
 	if c.CommandTTL < time.Second || c.CommandTTL > 365*24*time.Hour {
 		return fmt.Errorf("%s: must be between 1s and 8760h, got %v", flagCommandTTL, c.CommandTTL)
+	}
+	if c.ShutdownTimeout < 100*time.Millisecond || c.ShutdownTimeout > 10*time.Minute {
+		return fmt.Errorf("%s: must be between 100ms and 10m, got %v", flagShutdownTimeout, c.ShutdownTimeout)
 	}
 	if c.LampMaxRate < 0 || c.LampMaxRate > 10000 {
 		return fmt.Errorf("%s: must be between 0 (no limit) and 10000, got %v", flagLampMaxRate, c.LampMaxRate)

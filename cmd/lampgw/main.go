@@ -16,8 +16,8 @@ import (
 	"github.com/lampgw/lampgw/gateway"
 )
 
-// shutdownTimeout bounds a graceful shutdown; past it lampgw exits 1 and
-// lets the kernel close what is left.
+// shutdownTimeout is --shutdown-timeout's default: the bound of a graceful
+// shutdown, past which lampgw exits 1 and lets the kernel close the rest.
 const shutdownTimeout = 5 * time.Second
 
 func main() {
@@ -140,10 +140,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	logger.Info().Msg("lampgw shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := g.Shutdown(sctx); err != nil {
-		logger.Error().Err(err).Dur("timeout", shutdownTimeout).Msg("lampgw shutdown incomplete")
+		logger.Error().Err(err).Dur("timeout", cfg.ShutdownTimeout).Msg("lampgw shutdown incomplete")
 		return 1
 	}
 	logger.Info().Msg("lampgw stopped")
