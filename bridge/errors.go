@@ -55,3 +55,20 @@ var (
 	// ErrServerClosed is returned by Serve after Shutdown.
 	ErrServerClosed = errors.New("bridge: server closed")
 )
+
+// Internal causes of a connection's end, wrapped around the net error.
+var (
+	errWrite        = errors.New("write")
+	errTLSHandshake = errors.New("tls handshake")
+)
+
+// Errors of CheckReply, each wrapped with the detail. A command whose
+// reply address is refused still runs, without replies.
+var (
+	// ErrResponseTopic refuses an MQTT 5 response topic: not a topic
+	// name, too long, under the lamp prefix, or the gateway's own.
+	ErrResponseTopic = errors.New("bridge: response topic refused")
+	// ErrCorrelationData refuses correlation data over MaxCorrelation
+	// bytes.
+	ErrCorrelationData = errors.New("bridge: correlation data refused")
+)

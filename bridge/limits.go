@@ -37,11 +37,49 @@ type Stats struct {
 	BadFrames uint64
 	// SlowLamps counts lamps dropped because their write queue was full.
 	SlowLamps uint64
+	// FramesOK counts frames from lamps used whole; FramesPartial those
+	// with some keys refused (answered with ERR, the rest published).
+	FramesOK, FramesPartial uint64
+	// CommandFrames and ErrorLines count what was written to lamps.
+	CommandFrames, ErrorLines uint64
+	// Disconnects counts ended lamp connections by why they ended.
+	Disconnects map[string]uint64
 }
+
+// Disconnect reasons, the keys of Stats.Disconnects.
+const (
+	EndHangUp      = "hang_up"      // the lamp closed, or its socket failed
+	EndTakenOver   = "taken_over"   // another connection identified as it
+	EndShutdown    = "shutdown"     // the server shut down
+	EndDevices     = "devices_file" // removed or changed in the devices file
+	EndSlow        = "slow"         // its write queue was full
+	EndBadFrames   = "bad_frames"   // too many bad frames in a row
+	EndHandshake   = "handshake"    // not identified in time, or TLS failed
+	EndIdle        = "idle"         // silent past IdleTimeout
+	EndRefused     = "refused"      // identification refused
+	EndWriteFailed = "write_failed" // a write failed or timed out
+	EndOther       = "other"
+)
+
+var endReasons = []string{EndHangUp, EndTakenOver, EndShutdown, EndDevices, EndSlow, EndBadFrames,
+	EndHandshake, EndIdle, EndRefused, EndWriteFailed, EndOther}
 
 type stats struct {
 	refusedTotal, refusedPerAddr, handshakeTimeouts, idleTimeouts,
 	rateLimited, authFailures, badFrames, slowLamps atomic.Uint64
+	framesOK, framesPartial, commandFrames, errorLines atomic.Uint64
+	ends                                               [11]atomic.Uint64 // by index in endReasons
+}
+
+// ended counts a disconnect for reason, one of the End constants.
+func (s *stats) ended(reason string) {
+	for i, r := range endReasons {
+		if r == reason {
+			s.ends[i].Add(1)
+			return
+		}
+	}
+	s.ends[len(endReasons)-1].Add(1)
 }
 
 // Stats returns the counters.
@@ -59,7 +97,20 @@ func (s *Server) Stats() Stats {
 		AuthFailures:      s.stats.authFailures.Load(),
 		BadFrames:         s.stats.badFrames.Load(),
 		SlowLamps:         s.stats.slowLamps.Load(),
+		FramesOK:          s.stats.framesOK.Load(),
+		FramesPartial:     s.stats.framesPartial.Load(),
+		CommandFrames:     s.stats.commandFrames.Load(),
+		ErrorLines:        s.stats.errorLines.Load(),
+		Disconnects:       s.disconnects(),
 	}
+}
+
+func (s *Server) disconnects() map[string]uint64 {
+	m := make(map[string]uint64, len(endReasons))
+	for i, r := range endReasons {
+		m[r] = s.stats.ends[i].Load()
+	}
+	return m
 }
 
 // Failed identifications are rate limited per remote address: failBurst

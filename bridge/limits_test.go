@@ -13,6 +13,7 @@ import (
 
 	"github.com/lampgw/lampgw/bridge"
 	"github.com/lampgw/lampgw/devices"
+	"github.com/lampgw/lampgw/internal/testwait"
 )
 
 // setDevices gives the server a devices file.
@@ -209,6 +210,8 @@ func TestConnectionLimits(t *testing.T) {
 		// A slot freed is a slot again.
 		lamps[0].conn.Close()
 		e.expect(t, offline("lamp0"))
+		// The slot is released after "offline", as ServeConn returns.
+		testwait.Until(t, "the slot released", func() bool { return e.srv.Stats().Connections == 2 })
 		l := dialTCP(t, addr)
 		l.send(t, "HELLO lamp9\n")
 		e.expect(t, online("lamp9"))

@@ -82,6 +82,10 @@ type Options struct {
 	// 0 means 100 and twice FrameRate; a negative FrameRate means no limit.
 	FrameRate  float64
 	FrameBurst int
+	// ObserveReport, if set, hears how long each report that changed
+	// something took from the frame's arrival to its last publish, for the
+	// latency histogram of package metrics. It must be fast.
+	ObserveReport func(time.Duration)
 	// QoS of every publish and subscription; the zero value is QoS 0.
 	QoS byte
 	// Logger receives lifecycle events at info and rejected input at a

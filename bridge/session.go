@@ -141,14 +141,17 @@ func (c *session) writer(wg *sync.WaitGroup) {
 			}
 			c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 			if _, err := c.conn.Write(f.b); err != nil {
-				c.fail(fmt.Errorf("write: %w", err))
+				c.fail(fmt.Errorf("%w: %w", errWrite, err))
 				if f.done != nil {
 					f.done(false)
 				}
 				return
 			}
 			if f.done != nil {
+				c.srv.stats.commandFrames.Add(1)
 				f.done(true)
+			} else {
+				c.srv.stats.errorLines.Add(1)
 			}
 		}
 	}
@@ -193,7 +196,38 @@ func (c *session) run(ctx context.Context, preset *devices.Config) {
 	c.logEnd()
 }
 
+// endReason classifies why the connection ended, for Stats.
+func (c *session) endReason() string {
+	r := c.reason
+	var ne net.Error
+	switch {
+	case errors.Is(r, ErrTakenOver):
+		return EndTakenOver
+	case errors.Is(r, ErrServerClosed):
+		return EndShutdown
+	case errors.Is(r, ErrDeviceRemoved), errors.Is(r, ErrDeviceChanged):
+		return EndDevices
+	case errors.Is(r, ErrSlowLamp):
+		return EndSlow
+	case errors.Is(r, ErrTooManyBadFrames):
+		return EndBadFrames
+	case errors.Is(r, ErrNotAuthorized), errors.Is(r, ErrUnknownDevice), errors.Is(r, ErrTooManyFailures),
+		errors.Is(r, devices.ErrTooManyDevices):
+		return EndRefused
+	case errors.As(r, &ne) && ne.Timeout() && c.id == "", errors.Is(r, errTLSHandshake):
+		return EndHandshake
+	case errors.As(r, &ne) && ne.Timeout():
+		return EndIdle
+	case errors.Is(r, errWrite):
+		return EndWriteFailed
+	case r == nil, errors.Is(r, io.EOF), errors.Is(r, net.ErrClosed), errors.As(r, &ne):
+		return EndHangUp
+	}
+	return EndOther
+}
+
 func (c *session) logEnd() {
+	c.srv.stats.ended(c.endReason())
 	reason := c.reason
 	ev := c.log.Info()
 	switch {
@@ -259,6 +293,7 @@ func (c *session) readLoop() error {
 // handle processes one non-blank frame. A non-nil error ends the
 // connection.
 func (c *session) handle(line []byte) error {
+	start := time.Now()
 	s := c.srv
 	schema := s.schema(c.id)
 	f, err := DecodeFrame(line, schema)
@@ -297,6 +332,9 @@ func (c *session) handle(line []byte) error {
 				s.publish(topics.Value(s.opts.Prefix, c.id, p.Key), []byte(p.Value.Text), true)
 			}
 			s.publish(topics.State(s.opts.Prefix, c.id), state, true)
+			if s.opts.ObserveReport != nil {
+				s.opts.ObserveReport(time.Since(start))
+			}
 		})
 		for _, p := range over {
 			refused = append(refused, &devices.ValueError{Key: p.Key, Reason: "too many keys"})
@@ -312,7 +350,10 @@ func (c *session) handle(line []byte) error {
 	}
 	c.bad = 0
 	if len(refused) > 0 {
+		c.srv.stats.framesPartial.Add(1)
 		c.send(AppendError(nil, joinRefused(refused)))
+	} else {
+		c.srv.stats.framesOK.Add(1)
 	}
 	return nil
 }
@@ -329,7 +370,7 @@ func (c *session) handshake(ctx context.Context) error {
 	defer cancel()
 	if err := hs.HandshakeContext(ctx); err != nil {
 		c.srv.stats.handshakeTimeouts.Add(1)
-		return fmt.Errorf("tls handshake: %w", err)
+		return fmt.Errorf("%w: %w", errTLSHandshake, err)
 	}
 	return nil
 }

@@ -110,8 +110,26 @@ type inflight struct {
 	deadline time.Time
 }
 
+// Statuses lists every AckStatus, in the order of a command's life.
+var Statuses = []AckStatus{Queued, Written, Confirmed, Unconfirmed, Superseded, Expired, Rejected}
+
+// AckCounts returns how many acks of each status the registry has given,
+// for metrics. Rejected is always 0 here: the bridge refuses those.
+func (r *Registry) AckCounts() map[AckStatus]uint64 {
+	m := make(map[AckStatus]uint64, len(Statuses))
+	for i, s := range Statuses {
+		m[s] = r.ackCounts[i].Load()
+	}
+	return m
+}
+
 // ackLocked tells Options.OnAck about c.
 func (r *Registry) ackLocked(id string, c Command, s AckStatus) {
+	for i, st := range Statuses {
+		if st == s {
+			r.ackCounts[i].Add(1)
+		}
+	}
 	if r.opts.OnAck != nil {
 		r.opts.OnAck(Ack{ID: id, Command: c, Status: s, Time: r.opts.Now()})
 	}
@@ -149,6 +167,7 @@ next:
 // pending and schedules the next try.
 func (r *Registry) flushLocked(id string, d *device) {
 	defer r.scheduleLocked(id, d)
+	d.waitSlot = false
 	if d.holder == nil || len(d.pending) == 0 {
 		return
 	}
@@ -157,7 +176,8 @@ func (r *Registry) flushLocked(id string, d *device) {
 	if d.limiter != nil {
 		if res = d.limiter.ReserveN(now, 1); res.DelayFrom(now) > 0 {
 			res.CancelAt(now)
-			return // scheduleLocked wakes us when the next frame is due
+			d.waitSlot = true // scheduleLocked wakes us when the frame is due
+			return
 		}
 	}
 	cmds := d.pending
@@ -252,7 +272,10 @@ func (r *Registry) scheduleLocked(id string, d *device) {
 		}
 	}
 	now := time.Now()
-	if d.holder != nil && len(d.pending) > 0 && d.limiter != nil {
+	// Only a flush held back by the write rate waits for a slot; one the
+	// holder refused waits for Detach and the next Attach, not a timer
+	// that would spin until then.
+	if d.waitSlot && d.holder != nil && len(d.pending) > 0 && d.limiter != nil {
 		res := d.limiter.ReserveN(now, 1)
 		earlier(now.Add(res.DelayFrom(now)))
 		res.CancelAt(now)

@@ -3,6 +3,7 @@ package devices
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -61,6 +62,8 @@ type Options struct {
 // use.
 type Registry struct {
 	opts Options
+	// ackCounts counts acks by their index in Statuses.
+	ackCounts [7]atomic.Uint64
 
 	mu      sync.Mutex
 	devices map[string]*device
@@ -80,6 +83,7 @@ type device struct {
 	pending  []Command
 	inflight map[string]inflight
 	limiter  *rate.Limiter
+	waitSlot bool // pending commands wait for the limiter's next slot
 	timer    *time.Timer
 	lastSeen time.Time
 	// forgotten is set when the device was evicted; whoever looked it up
@@ -407,6 +411,25 @@ func (d *device) desiredPairs() []Pair {
 		pairs[i] = c.Pair
 	}
 	return pairs
+}
+
+// Online returns how many devices have a holder now.
+func (r *Registry) Online() int {
+	r.mu.Lock()
+	devs := make([]*device, 0, len(r.devices))
+	for _, d := range r.devices {
+		devs = append(devs, d)
+	}
+	r.mu.Unlock()
+	n := 0
+	for _, d := range devs {
+		d.mu.Lock()
+		if d.holder != nil {
+			n++
+		}
+		d.mu.Unlock()
+	}
+	return n
 }
 
 // IDs returns the ids of every known device, sorted.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -16,7 +17,9 @@ import (
 	"github.com/lampgw/lampgw/bridge"
 	"github.com/lampgw/lampgw/broker"
 	"github.com/lampgw/lampgw/devices"
+	"github.com/lampgw/lampgw/hadiscovery"
 	"github.com/lampgw/lampgw/internal/tlsconf"
+	"github.com/lampgw/lampgw/metrics"
 	"github.com/lampgw/lampgw/topics"
 )
 
@@ -82,6 +85,13 @@ type Options struct {
 	// RedialMin is the first wait before dialing a dialed lamp again; 0
 	// means 1s. The wait doubles up to 30s.
 	RedialMin time.Duration
+	// HADiscovery publishes Home Assistant MQTT discovery configs for
+	// every lamp (package hadiscovery); false publishes nothing under
+	// HAPrefix. cmd/lampgw turns it on by default.
+	HADiscovery bool
+	// HAPrefix is Home Assistant's discovery prefix; "" means
+	// "homeassistant". It may not overlap TopicPrefix or lampgw/.
+	HAPrefix string
 	// Logger receives every log line, the broker's included.
 	Logger zerolog.Logger
 }
@@ -137,8 +147,15 @@ type Gateway struct {
 	shutOnce sync.Once
 	shutErr  error
 
+	metrics *metrics.Metrics
+	// stopping is set when Shutdown begins; /readyz then says so.
+	stopping bool
 	// devices is the devices file read by New, applied by Start.
 	devices *devices.File
+	// devs is the devices file in force, for disc's lookups; disc is
+	// nil unless Options.HADiscovery.
+	devs atomic.Pointer[devices.File]
+	disc *hadiscovery.Discovery
 	// users is the users file read by New (or Reload before Start),
 	// given to the broker by Start; nil without one.
 	users *auth.Users
@@ -164,6 +181,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.MaxFrame < 16 || opts.MaxFrame > 65536 {
 		return nil, &SettingError{Setting: "max-frame", Value: fmt.Sprint(opts.MaxFrame), Err: errors.New("must be between 16 and 65536")}
+	}
+	if err := checkHADiscovery(&opts); err != nil {
+		return nil, err
 	}
 	g := &Gateway{opts: opts, log: opts.Logger}
 	if opts.DevicesFile != "" {
@@ -262,8 +282,10 @@ func (g *Gateway) Start() (err error) {
 		return err
 	}
 	bus := g.broker.Bus()
+	g.metrics = g.newMetrics()
 	g.bridge, err = bridge.NewServer(bridge.Options{
-		Bus: bus,
+		ObserveReport: g.metrics.ObserveReport,
+		Bus:           bus,
 		Devices: devices.Options{
 			ConfirmTimeout: g.opts.ConfirmTimeout,
 			CommandTTL:     g.opts.CommandTTL,
@@ -284,6 +306,9 @@ func (g *Gateway) Start() (err error) {
 		return err
 	}
 	if err := bus.Publish(topics.GatewayStatus, []byte(topics.Online), 0, true); err != nil {
+		return err
+	}
+	if err := g.startDiscoveryLocked(bus); err != nil {
 		return err
 	}
 	if devs := g.devices; devs != nil {
@@ -344,6 +369,8 @@ func (g *Gateway) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", g.serveReadyz)
+	mux.Handle("GET /metrics", g.metrics.Handler())
 	return mux
 }
 
@@ -384,25 +411,31 @@ func (g *Gateway) Addrs() Addrs {
 // ctx.Err() if ctx ends first; the broker is stopped either way.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.shutOnce.Do(func() {
+		// Not under g.mu while waiting: HTTP handlers being drained
+		// (/readyz, /metrics) read the gateway's parts under it.
 		g.mu.Lock()
-		defer g.mu.Unlock()
-		if g.bridge != nil {
-			g.shutErr = g.bridge.Shutdown(ctx)
+		g.stopping = true
+		br, httpSrv, bk := g.bridge, g.httpSrv, g.broker
+		g.mu.Unlock()
+		if br != nil {
+			g.shutErr = br.Shutdown(ctx)
 		}
-		if g.httpSrv != nil {
-			if err := g.httpSrv.Shutdown(ctx); err != nil && g.shutErr == nil {
+		if httpSrv != nil {
+			if err := httpSrv.Shutdown(ctx); err != nil && g.shutErr == nil {
 				g.shutErr = err
 			}
 		}
-		if g.broker != nil {
-			g.broker.Bus().Publish(topics.GatewayStatus, []byte(topics.Offline), 0, true)
+		if bk != nil {
+			bk.Bus().Publish(topics.GatewayStatus, []byte(topics.Offline), 0, true)
 			// Let connected apps read the offlines before the broker
 			// drops them.
-			if err := g.broker.Drain(ctx); err != nil && g.shutErr == nil {
+			if err := bk.Drain(ctx); err != nil && g.shutErr == nil {
 				g.shutErr = err
 			}
 		}
+		g.mu.Lock()
 		g.closeLocked()
+		g.mu.Unlock()
 	})
 	g.serving.Wait()
 	return g.shutErr
@@ -410,6 +443,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // closeLocked releases everything Start acquired.
 func (g *Gateway) closeLocked() {
+	if g.disc != nil {
+		g.disc.Close()
+	}
 	if g.stopWatch != nil {
 		g.stopWatch()
 	}

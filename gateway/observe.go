@@ -1,0 +1,60 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/lampgw/lampgw/broker"
+	"github.com/lampgw/lampgw/devices"
+	"github.com/lampgw/lampgw/metrics"
+)
+
+// newMetrics makes the gateway's metrics, reading its parts at scrape time.
+func (g *Gateway) newMetrics() *metrics.Metrics {
+	return metrics.New(metrics.Sources{
+		Bridge: g.BridgeStats,
+		Acks: func() map[devices.AckStatus]uint64 {
+			if r := g.Registry(); r != nil {
+				return r.AckCounts()
+			}
+			return nil
+		},
+		Lamps: func() int {
+			if r := g.Registry(); r != nil {
+				return r.Online()
+			}
+			return 0
+		},
+		Broker: func() broker.Info {
+			g.mu.Lock()
+			b := g.broker
+			g.mu.Unlock()
+			if b == nil {
+				return broker.Info{}
+			}
+			return b.Info()
+		},
+	})
+}
+
+// ready reports whether the gateway serves: started, not shutting down,
+// and every part up. It is /readyz.
+func (g *Gateway) ready() (bool, string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case !g.started || g.broker == nil || g.bridge == nil:
+		return false, "starting"
+	case g.stopping:
+		return false, "shutting down"
+	}
+	return true, "ok"
+}
+
+func (g *Gateway) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	ok, why := g.ready()
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	w.Write([]byte(why + "\n"))
+}
