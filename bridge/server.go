@@ -82,6 +82,9 @@ type Options struct {
 	// 0 means 100 and twice FrameRate; a negative FrameRate means no limit.
 	FrameRate  float64
 	FrameBurst int
+	// DebugMirror publishes every frame to and from an identified lamp on
+	// lampgw/debug/<id>/rx and /tx, not retained, tokens replaced by ***.
+	DebugMirror bool
 	// ObserveReport, if set, hears how long each report that changed
 	// something took from the frame's arrival to its last publish, for the
 	// latency histogram of package metrics. It must be fast.

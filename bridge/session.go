@@ -147,6 +147,7 @@ func (c *session) writer(wg *sync.WaitGroup) {
 				}
 				return
 			}
+			c.mirror("tx", f.b)
 			if f.done != nil {
 				c.srv.stats.commandFrames.Add(1)
 				f.done(true)
@@ -297,6 +298,9 @@ func (c *session) handle(line []byte) error {
 	s := c.srv
 	schema := s.schema(c.id)
 	f, err := DecodeFrame(line, schema)
+	// After the frame is handled: an identifying frame names the lamp
+	// whose topic it is mirrored on.
+	defer func() { c.mirror("rx", redact(line, f.Token)) }()
 	if err == nil && c.id == "" && f.ID != "" && len(f.Pairs)+len(f.Refused) > 0 {
 		// The identifying frame's values follow its lamp's schema; rare
 		// enough (a JSON hello with values, for a lamp with its own

@@ -79,6 +79,8 @@ type Options struct {
 	ConfirmTimeout time.Duration
 	CommandTTL     time.Duration
 	LampMaxRate    float64
+	// DebugMirror publishes every lamp frame on lampgw/debug/<id>/rx|tx.
+	DebugMirror bool
 	// MaxPacketSize is the largest MQTT packet a client may send; 0 means
 	// broker.DefaultMaxPacketSize.
 	MaxPacketSize int
@@ -285,6 +287,7 @@ func (g *Gateway) Start() (err error) {
 	g.metrics = g.newMetrics()
 	g.bridge, err = bridge.NewServer(bridge.Options{
 		ObserveReport: g.metrics.ObserveReport,
+		DebugMirror:   g.opts.DebugMirror,
 		Bus:           bus,
 		Devices: devices.Options{
 			ConfirmTimeout: g.opts.ConfirmTimeout,

@@ -51,6 +51,7 @@ const (
 	flagCommandTTL      = "command-ttl"
 	flagLampMaxRate     = "lamp-max-rate"
 	flagShutdownTimeout = "shutdown-timeout"
+	flagDebugMirror     = "debug-mirror"
 	flagLogLevel        = "log-level"
 	flagLogFormat       = "log-format"
 )
@@ -112,6 +113,7 @@ type config struct {
 	CommandTTL          time.Duration
 	LampMaxRate         float64
 	ShutdownTimeout     time.Duration
+	DebugMirror         bool
 	LogLevel            string
 	LogFormat           string // "auto": console on a terminal, else json
 }
@@ -172,6 +174,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.IntVar(&cfg.MaxPacketSize, flagMaxPacketSize, cfg.MaxPacketSize, "largest MQTT packet a client may send, in `bytes`")
 	flags.DurationVar(&cfg.ConfirmTimeout, flagConfirmTimeout, cfg.ConfirmTimeout, "a written command not confirmed by the lamp's report within this `duration` is acked unconfirmed")
 	flags.DurationVar(&cfg.CommandTTL, flagCommandTTL, cfg.CommandTTL, "a command not written to its lamp within this `duration` is acked expired and dropped")
+	flags.BoolVar(&cfg.DebugMirror, flagDebugMirror, cfg.DebugMirror, "publish every lamp frame, both ways, on lampgw/debug/<id>/rx and /tx (tokens masked)")
 	flags.DurationVar(&cfg.ShutdownTimeout, flagShutdownTimeout, cfg.ShutdownTimeout, "on SIGINT or SIGTERM, give lamps, apps and storage this `duration` to finish, then exit 1")
 	flags.Float64Var(&cfg.LampMaxRate, flagLampMaxRate, cfg.LampMaxRate, "most command frames per `second` written to one lamp; faster commands are coalesced, the newest per key winning; 0: no limit")
 	flags.StringVar(&cfg.LogLevel, flagLogLevel, cfg.LogLevel, "`level`: "+strings.Join(logLevels, "|"))

@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ConfirmTimeout:       cfg.ConfirmTimeout,
 		CommandTTL:           cfg.CommandTTL,
 		LampMaxRate:          frameRate(cfg.LampMaxRate),
+		DebugMirror:          cfg.DebugMirror,
 		Logger:               logger,
 	})
 	if err != nil {
