@@ -413,6 +413,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage: lampgw [flags]
        lampgw healthcheck [flags]
        lampgw passwd [--role admin|app|viewer] <user>
+       lampgw version
 
 lampgw is an MQTT broker with a bridge for legacy raw-TCP lamps.
 

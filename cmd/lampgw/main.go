@@ -41,6 +41,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == cmdHealthcheck {
 		return runHealthcheck(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == cmdVersion {
+		return runVersion(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == cmdPasswd {
 		return runPasswd(args[1:], os.Stdin, stdout, stderr)
 	}
