@@ -71,12 +71,18 @@ func (g *Gateway) reload(force bool) error {
 		return err
 	}
 	g.mu.Lock()
-	b := g.bridge
+	b, disc := g.bridge, g.disc
 	g.mu.Unlock()
 	if b == nil {
 		return bridge.ErrServerClosed
 	}
+	// Before SetDevices, so that the lamps it declares are announced to
+	// Home Assistant with their names.
+	g.devs.Store(f)
 	ch := b.SetDevices(f)
+	if disc != nil {
+		disc.DevicesChanged(ch.Removed)
+	}
 	g.log.Info().Str("file", g.opts.DevicesFile).Int("devices", len(f.Devices)).
 		Strs("added", ch.Added).Strs("removed", ch.Removed).Strs("changed", ch.Changed).
 		Msg("devices file loaded")

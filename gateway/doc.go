@@ -4,6 +4,10 @@
 // the config file; tests and benchmarks use the same Options to start a
 // whole gateway in-process on 127.0.0.1:0.
 //
+// With Options.HADiscovery, package hadiscovery announces the lamps to
+// Home Assistant on the same bus: started after the bridge, told of each
+// devices file reload, closed before the broker.
+//
 // Every listener may have a TLS twin (Options.MQTTSAddr and the like);
 // all of them serve one certificate, loaded by internal/tlsconf in New
 // and again by Reload, which is also where the devices file is reloaded.

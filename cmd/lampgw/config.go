@@ -15,6 +15,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/lampgw/lampgw/hadiscovery"
 	"github.com/lampgw/lampgw/internal/flagenv"
 	"github.com/lampgw/lampgw/topics"
 )
@@ -52,6 +53,8 @@ const (
 	flagLampMaxRate     = "lamp-max-rate"
 	flagShutdownTimeout = "shutdown-timeout"
 	flagDebugMirror     = "debug-mirror"
+	flagHADiscovery     = "ha-discovery"
+	flagHAPrefix        = "ha-prefix"
 	flagLogLevel        = "log-level"
 	flagLogFormat       = "log-format"
 )
@@ -116,6 +119,10 @@ type config struct {
 	DebugMirror         bool
 	LogLevel            string
 	LogFormat           string // "auto": console on a terminal, else json
+	// HADiscovery publishes Home Assistant MQTT discovery configs under
+	// HAPrefix.
+	HADiscovery bool
+	HAPrefix    string
 }
 
 func defaultConfig() config {
@@ -136,6 +143,8 @@ func defaultConfig() config {
 		CommandTTL:      24 * time.Hour,
 		LampMaxRate:     20,
 		ShutdownTimeout: shutdownTimeout,
+		HADiscovery:     true,
+		HAPrefix:        hadiscovery.DefaultPrefix,
 		LogLevel:        "info",
 		LogFormat:       "auto",
 	}
@@ -177,6 +186,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.BoolVar(&cfg.DebugMirror, flagDebugMirror, cfg.DebugMirror, "publish every lamp frame, both ways, on lampgw/debug/<id>/rx and /tx (tokens masked)")
 	flags.DurationVar(&cfg.ShutdownTimeout, flagShutdownTimeout, cfg.ShutdownTimeout, "on SIGINT or SIGTERM, give lamps, apps and storage this `duration` to finish, then exit 1")
 	flags.Float64Var(&cfg.LampMaxRate, flagLampMaxRate, cfg.LampMaxRate, "most command frames per `second` written to one lamp; faster commands are coalesced, the newest per key winning; 0: no limit")
+	flags.BoolVar(&cfg.HADiscovery, flagHADiscovery, cfg.HADiscovery, "publish Home Assistant MQTT discovery configs for every lamp (--ha-discovery=false: none)")
+	flags.StringVar(&cfg.HAPrefix, flagHAPrefix, cfg.HAPrefix, "Home Assistant's MQTT discovery `prefix`; its birth message is read on <prefix>/status")
 	flags.StringVar(&cfg.LogLevel, flagLogLevel, cfg.LogLevel, "`level`: "+strings.Join(logLevels, "|"))
 	flags.StringVar(&cfg.LogFormat, flagLogFormat, cfg.LogFormat, "`format`: "+strings.Join(logFormats, "|")+"; auto is console on a terminal, else json")
 	return flags

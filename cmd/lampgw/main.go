@@ -95,6 +95,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		CommandTTL:           cfg.CommandTTL,
 		LampMaxRate:          frameRate(cfg.LampMaxRate),
 		DebugMirror:          cfg.DebugMirror,
+		HADiscovery:          cfg.HADiscovery,
+		HAPrefix:             cfg.HAPrefix,
 		Logger:               logger,
 	})
 	if err != nil {

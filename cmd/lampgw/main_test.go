@@ -134,6 +134,8 @@ func TestParseConfigPrecedence(t *testing.T) {
 					"LAMPGW_TLS_CERT":               "/etc/lampgw/cert.pem",
 					"LAMPGW_TLS_KEY":                "/etc/lampgw/key.pem",
 					"LAMPGW_TLS_CLIENT_CA":          "/etc/lampgw/ca.pem",
+					"LAMPGW_HA_DISCOVERY":           "false",
+					"LAMPGW_HA_PREFIX":              "ha",
 				},
 			},
 			want: func(c *config) {
@@ -146,6 +148,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 					ConfirmTimeout: 2 * time.Second, CommandTTL: time.Hour, LampMaxRate: 5, ShutdownTimeout: 9 * time.Second,
 					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
 					TLSCert: "/etc/lampgw/cert.pem", TLSKey: "/etc/lampgw/key.pem", TLSClientCA: "/etc/lampgw/ca.pem",
+					HADiscovery: false, HAPrefix: "ha",
 				}
 			},
 		},
@@ -183,6 +186,8 @@ bridge-tls-addr: 127.0.0.1:8
 tls-cert: cert.pem
 tls-key: key.pem
 tls-client-ca: ca.pem
+ha-discovery: false
+ha-prefix: home/ha
 `,
 			},
 			want: func(c *config) {
@@ -196,6 +201,7 @@ tls-client-ca: ca.pem
 					ConfirmTimeout: 500 * time.Millisecond, CommandTTL: 48 * time.Hour, LampMaxRate: 0, ShutdownTimeout: 30 * time.Second,
 					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
 					TLSCert: "cert.pem", TLSKey: "key.pem", TLSClientCA: "ca.pem",
+					HADiscovery: false, HAPrefix: "home/ha",
 				}
 			},
 		},
