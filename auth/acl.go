@@ -10,6 +10,9 @@ import (
 // (lampgw/status).
 var gatewayRoot, _, _ = strings.Cut(topics.GatewayStatus, "/")
 
+// repliesLevel is the second level of the reply topics (topics.Replies).
+var _, repliesLevel, _ = strings.Cut(topics.Replies, "/")
+
 // sharePrefix starts a shared subscription's filter [MQTT-4.8.2];
 // mochi matches it in any case (topics.go IsSharedFilter), so do we.
 const sharePrefix = "$share/"
@@ -132,10 +135,18 @@ func (a *ACL) CanRead(u *User, topic string) bool {
 	case zoneLamps:
 		return u.mayLamp(id) // R2
 	case zoneGateway:
+		if owner, ok := topics.ReplyOwner(topic); ok {
+			return u.Name == owner || u.unrestrictedAdmin() // R3, reply topics
+		}
 		return true // R3
 	}
 	return u.Role == RoleAdmin // R1, R4
 }
+
+// unrestrictedAdmin reports whether u is an admin without lamp patterns,
+// who may read every lamp's acknowledgements on prefix/+/ack and so
+// every reply topic too.
+func (u *User) unrestrictedAdmin() bool { return u.Role == RoleAdmin && u.Lamps == nil }
 
 // CanSubscribe reports whether u may subscribe to filter (rules S1-S3).
 // For a filter without wildcards it is CanRead, so a broker that asks one
@@ -165,11 +176,58 @@ func (a *ACL) meets(u *User, filter string) bool {
 	if a.meetsLamps(u, filter) {
 		return true
 	}
+	first, _, _ := strings.Cut(filter, "/")
+	if first == gatewayRoot {
+		return meetsGateway(u, filter) // R3
+	}
 	if u.Role == RoleAdmin {
 		return !a.inside(filter) // R4: a topic outside the prefix
 	}
-	first, _, _ := strings.Cut(filter, "/")
-	return first == "#" || first == "+" || first == gatewayRoot // R3
+	return first == "#" || first == "+" // R3: lampgw/status at least
+}
+
+// meetsGateway reports whether filter, whose first level is gatewayRoot,
+// matches a topic of the gateway's that u may read (R3): any, unless
+// filter names another user's reply topics.
+func meetsGateway(u *User, filter string) bool {
+	f := levels{rest: filter, more: true}
+	f.next()
+	if l, ok := f.next(); !ok || l != repliesLevel {
+		return true // lampgw itself, or lampgw/status matches
+	}
+	owner, ok := f.next()
+	if !ok || owner == "+" || owner == "#" {
+		return true // lampgw/replies itself, or u's own replies
+	}
+	return owner == u.Name || u.unrestrictedAdmin()
+}
+
+// coversReplies reports whether u may read every reply topic filter
+// matches (R3): filter reaches no other user's.
+func coversReplies(u *User, filter string) bool {
+	if u.unrestrictedAdmin() {
+		return true
+	}
+	f := levels{rest: filter, more: true}
+	for _, want := range []string{gatewayRoot, repliesLevel} {
+		l, ok := f.next()
+		switch {
+		case !ok:
+			return true // it ends above the reply topics
+		case l == "#":
+			return false
+		case l != "+" && l != want:
+			return true // it matches no reply topic
+		}
+	}
+	owner, ok := f.next()
+	switch {
+	case !ok:
+		return true // lampgw/replies itself, which is nobody's
+	case owner == "+" || owner == "#":
+		return false
+	}
+	return owner == u.Name
 }
 
 // meetsLamps reports whether filter matches a topic under the prefix
@@ -236,7 +294,7 @@ func (a *ACL) covers(u *User, filter string) bool {
 	if a.coveredByLamps(u, filter) {
 		return true
 	}
-	if !a.outside(filter) {
+	if !a.outside(filter) || !coversReplies(u, filter) {
 		return false
 	}
 	if u.Role == RoleAdmin {

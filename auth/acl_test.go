@@ -52,6 +52,7 @@ var aclCases = []struct {
 	{"lamp", opWrite, "lampgw/status", ""},
 	{"lamp", opWrite, "lampgw", ""},
 	{"lamp", opWrite, "lampgw/bus/x/fence", ""},
+	{"lamp", opWrite, "lampgw/replies/app/1", ""},
 	// W1 and W5.
 	{"lamp", opWrite, "$SYS/broker/uptime", ""},
 	{"lamp", opWrite, "$share/g/x", ""},
@@ -66,6 +67,15 @@ var aclCases = []struct {
 	{"lamp", opRead, "lamp", "admin app viewer"},
 	{"lamp", opRead, "lampgw/status", "all"},
 	{"lamp", opRead, "lampgw", "all"},
+	// R3's reply topics: their user's, and unrestricted admins'.
+	{"lamp", opRead, "lampgw/replies/app", "admin app"},
+	{"lamp", opRead, "lampgw/replies/app/x/y", "admin app"},
+	{"lamp", opRead, "lampgw/replies/appK/1", "admin appK"},
+	{"lamp", opRead, "lampgw/replies/adminK/1", "admin adminK"},
+	{"lamp", opRead, "lampgw/replies/nobody/1", "admin"},
+	{"lamp", opRead, "lampgw/replies", "all"},
+	{"lamp", opRead, "lampgw/replies/", "all"},
+	{"lamp", opRead, "lampgw/repliesx/app", "all"},
 	{"lamp", opRead, "zigbee/x", "admin adminK"},
 	{"lamp", opRead, "lampgwx", "admin adminK"},
 	{"lamp", opRead, "$SYS/broker/uptime", "admin adminK"},
@@ -81,6 +91,11 @@ var aclCases = []struct {
 	{"lamp", opSub, "+/hall/state", "all"}, // lampgw/hall/state is R3's
 	{"lamp", opSub, "+", "all"},
 	{"lamp", opSub, "lampgw/#", "all"},
+	{"lamp", opSub, "lampgw/replies/#", "all"},
+	{"lamp", opSub, "lampgw/replies/+", "all"},
+	{"lamp", opSub, "lampgw/replies/app/#", "admin app"},
+	{"lamp", opSub, "lampgw/replies/app", "admin app"},
+	{"lamp", opSub, "lampgw/+/app/#", "all"}, // lampgw/status/app is R3's
 	{"lamp", opSub, "zigbee/#", "admin adminK"},
 	{"lamp", opSub, "$SYS/#", "admin adminK"},
 	{"lamp", opSub, "$share/g/lamp/#", "admin app viewer"},
@@ -89,7 +104,12 @@ var aclCases = []struct {
 	{"lamp", opSub, "$share/g/lamp/+/state", "admin app viewer"},
 	{"lamp", opSub, "$share/g/#", "admin"},
 	{"lamp", opSub, "$share/g/+/status", "admin"},
-	{"lamp", opSub, "$share/g/lampgw/#", "all"},
+	{"lamp", opSub, "$share/g/lampgw/#", "admin"}, // others' replies
+	{"lamp", opSub, "$share/g/lampgw/status", "all"},
+	{"lamp", opSub, "$share/g/lampgw/+", "all"},
+	{"lamp", opSub, "$share/g/lampgw/replies/app/#", "admin app"},
+	{"lamp", opSub, "$share/g/lampgw/replies/+/x", "admin"},
+	{"lamp", opSub, "$share/g/lampgw/+/app/#", "admin app"},
 	{"lamp", opSub, "$SHARE/g/zigbee/#", "admin adminK"},
 	{"lamp", opSub, "$share/g/$SYS/#", "admin adminK"},
 
@@ -111,6 +131,8 @@ var aclCases = []struct {
 	{"home/lamp", opSub, "$share/g/home/lamp/kitchen-9/state", "all"},
 	{"home/lamp", opSub, "$share/g/home/+/x", "admin"},
 	{"home/lamp", opSub, "$share/g/home/other/#", "admin adminK"},
+	{"home/lamp", opSub, "$share/g/+/replies/x", "admin"},
+	{"home/lamp", opSub, "$share/g/+/replies/adminK", "admin adminK"},
 }
 
 func check(a *ACL, op string, u *User, topic string) bool {

@@ -54,7 +54,8 @@
 //
 //	R1 a topic starting with $ ($SYS/...)   admin only
 //	R2 a topic under prefix                 every role, if the lamps allow the id
-//	R3 lampgw or lampgw/...                 every role
+//	R3 lampgw or lampgw/...                 every role, but lampgw/replies/<name> and below
+//	                                        only the user <name> and admins without lamp patterns
 //	R4 anything else                        admin only
 //
 // Subscribe (CanSubscribe):
@@ -70,6 +71,16 @@
 // is stricter because mochi picks one member of a shared group before it
 // asks, and a member that may not read the message would swallow it for
 // the whole group.
+//
+// The reply topics are where an MQTT 5 app has the gateway send its
+// commands' acknowledgements (the command's Response Topic): R4 keeps an
+// app from reading anywhere outside prefix and lampgw/, and nobody may
+// publish under lampgw/ (W4), so an app's own lampgw/replies/<name>/...
+// is a place only it can read and only the gateway can write. The broker
+// sends replies only to a response topic the command's sender may read,
+// so nobody has them sent to another user. A user whose name is not one
+// topic level (it holds '/', '+' or '#') has no reply topics; an admin
+// may use any topic outside prefix and lampgw/.
 //
 // Roles are ordered viewer < app < admin; each may do what the ones
 // before it may. Lamp patterns restrict admins too, under prefix only.

@@ -111,6 +111,21 @@
 // expired, rejected. Frames still queued when a connection ends go back
 // to the registry unwritten.
 //
+// MQTT 5 replies. When the Bus is a ReplyBus (the embedded broker's
+// InlineBus is), a command comes with its MQTT 5 Response Topic and
+// Correlation Data [MQTT-4.10], and its acks (queued, written, confirmed,
+// unconfirmed, superseded, expired, rejected: devices.AckStatus), which
+// go to lamp/<id>/ack, are published to the response topic too, with the
+// command's Correlation Data, as the same JSON. CheckReply decides which
+// response topics lampgw answers on: a topic name of at most
+// MaxResponseTopic bytes, neither under the prefix nor lampgw/... other
+// than lampgw/replies/<user>/..., with at most MaxCorrelation bytes of
+// Correlation Data. A refused one leaves the command running, without
+// replies, after a rate-limited warning. The broker also withholds a
+// response topic the command's sender may not read (package auth), so
+// nobody has replies sent to another user. Over a plain Bus (mqttbus,
+// MQTT 3.1.1, which has no properties) commands have no response topic.
+//
 // Retained commands are one-shot. The embedded broker never stores them;
 // a retained command replayed by an external broker on subscription is
 // not executed, and its retained copy is cleared.

@@ -23,7 +23,9 @@ import (
 // Options configure a Server. Every zero value means the documented
 // default.
 type Options struct {
-	// Bus carries publishes and command subscriptions; required.
+	// Bus carries publishes and command subscriptions; required. If it
+	// is a ReplyBus, MQTT 5 commands get their acks on their response
+	// topic too.
 	Bus Bus
 	// Registry holds device state; nil means a new one made from Devices,
 	// whose acks the server publishes. A Registry given here publishes
@@ -208,7 +210,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, filter := range []string{topics.SetFilter(opts.Prefix), topics.SetKeyFilter(opts.Prefix)} {
-		unsub, err := opts.Bus.Subscribe(filter, opts.QoS, s.onCommand)
+		unsub, err := s.subscribeCommands(filter)
 		if err != nil {
 			s.unsubscribe()
 			return nil, err
@@ -404,13 +406,19 @@ func (s *Server) publish(topic string, payload []byte, retain bool) {
 
 // onCommand handles a publish on lamp/+/set or lamp/+/+/set.
 func (s *Server) onCommand(topic string, payload []byte, retained bool) {
+	s.command(topic, payload, retained, nil)
+}
+
+// command is onCommand for a command whose app wants its acks sent to
+// reply too, if not nil (onRequest).
+func (s *Server) command(topic string, payload []byte, retained bool, reply *devices.Reply) {
 	t, err := topics.Parse(s.opts.Prefix, topic)
 	if err != nil {
 		// Only command filters lead here, so prefix/<id>/<key>/set with a
 		// valid id is a command with a bad key: tell the app why.
 		parts := strings.Split(strings.TrimPrefix(topic, s.opts.Prefix+"/"), "/")
 		if len(parts) == 3 && topics.ValidID(parts[0]) {
-			s.refuseCommand(parts[0], topic, payload, devices.CheckKey(parts[1]))
+			s.rejectCommand(parts[0], topic, payload, devices.CheckKey(parts[1]), devices.Command{Reply: reply})
 		}
 		return
 	}
@@ -431,7 +439,7 @@ func (s *Server) onCommand(topic string, payload []byte, retained bool) {
 		return // how MQTT clears a retained message; not a command
 	}
 	if len(payload) > s.opts.MaxFrame {
-		s.refuseCommand(t.Device, topic, payload, ErrFrameTooLong)
+		s.rejectCommand(t.Device, topic, payload, ErrFrameTooLong, devices.Command{Reply: reply})
 		return
 	}
 	pairs, rid, err := DecodeRequest(t.Key, payload, s.schema(t.Device))
@@ -442,15 +450,12 @@ func (s *Server) onCommand(topic string, payload []byte, retained bool) {
 		}
 		cmds := make([]devices.Command, len(pairs))
 		for i, p := range pairs {
-			cmds[i] = devices.Command{Pair: p, RID: rid, At: now()}
+			cmds[i] = devices.Command{Pair: p, RID: rid, Reply: reply, At: now()}
 		}
 		err = s.opts.Registry.Command(t.Device, cmds)
 	}
 	if err != nil {
-		s.refuseCommand(t.Device, topic, payload, err)
-		if rid != "" {
-			s.publishAck(devices.Ack{ID: t.Device, Command: devices.Command{RID: rid}, Status: devices.Rejected, Time: time.Now()}, reason(err))
-		}
+		s.rejectCommand(t.Device, topic, payload, err, devices.Command{RID: rid, Reply: reply})
 		return
 	}
 	s.log.Debug().Str("device", t.Device).Str("rid", rid).Msg("command")
@@ -484,6 +489,9 @@ func (s *Server) publishAck(a devices.Ack, errText string) {
 		return
 	}
 	s.publish(topics.Ack(s.opts.Prefix, a.ID), b, false)
+	if a.Command.Reply != nil {
+		s.publishReply(*a.Command.Reply, b)
+	}
 }
 
 // commandError is the JSON published on lamp/<id>/error.
@@ -491,6 +499,13 @@ type commandError struct {
 	Topic   string `json:"topic"`
 	Payload string `json:"payload"`
 	Error   string `json:"error"`
+}
+
+// rejectCommand refuses a command, and acks it rejected if its app asked
+// (c's RID and Reply).
+func (s *Server) rejectCommand(id, topic string, payload []byte, err error, c devices.Command) {
+	s.refuseCommand(id, topic, payload, err)
+	s.publishAck(devices.Ack{ID: id, Command: c, Status: devices.Rejected, Time: time.Now()}, reason(err))
 }
 
 func (s *Server) refuseCommand(id, topic string, payload []byte, err error) {

@@ -165,6 +165,8 @@ func New(opts Options) (*Broker, error) {
 		}
 	}
 	b.bus = newInlineBus(b.srv, opts.BusQueueSize, opts.Logger.With().Str("bus", "inline").Logger())
+	// Replies go only where a request's sender may read (reply.go).
+	b.bus.replies.mayRead = b.auth.mayRead
 	return b, nil
 }
 

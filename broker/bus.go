@@ -41,10 +41,12 @@ type InlineBus struct {
 
 	mu   sync.Mutex // guards subs and orders Subscribe against close
 	subs map[*inlineSub]struct{}
+
+	replies replies // MQTT 5 request/response; see reply.go
 }
 
 func newInlineBus(srv *mqtt.Server, queueSize int, log zerolog.Logger) *InlineBus {
-	return &InlineBus{srv: srv, log: log, queueSize: queueSize, subs: map[*inlineSub]struct{}{}}
+	return &InlineBus{srv: srv, log: log, queueSize: queueSize, subs: map[*inlineSub]struct{}{}, replies: newReplies(srv, log)}
 }
 
 // Publish sends payload to topic as the broker itself. The payload is
@@ -90,10 +92,17 @@ func (b *InlineBus) Subscribe(filter string, qos byte, handler func(topic string
 	if err := dispatch.CheckSubscribe(filter, qos, handler); err != nil {
 		return nil, err
 	}
+	return b.subscribe(filter, func(m dispatch.Message) { handler(m.Topic, m.Payload, m.Retained) }, false)
+}
 
+// subscribe is Subscribe with a checked filter and a handler of whole
+// messages; requests gives live messages their response topic
+// (SubscribeRequests).
+func (b *InlineBus) subscribe(filter string, handler dispatch.MessageHandler, requests bool) (unsubscribe func(), err error) {
 	s := &inlineSub{
 		bus:       b,
 		noDollar:  dispatch.WildcardFirst(filter),
+		requests:  requests,
 		replaying: true,
 	}
 	b.mu.Lock()
@@ -101,7 +110,7 @@ func (b *InlineBus) Subscribe(filter string, qos byte, handler func(topic string
 		b.mu.Unlock()
 		return nil, ErrClosed
 	}
-	s.q = dispatch.New(handler, dispatch.Options{
+	s.q = dispatch.NewMessageQueue(handler, dispatch.Options{
 		Size:   b.queueSize,
 		Logger: b.log.With().Str("filter", filter).Logger(),
 		Drops:  &b.dropped,
@@ -173,6 +182,7 @@ type inlineSub struct {
 	bus      *InlineBus
 	q        *dispatch.Queue
 	noDollar bool // filter starts with a wildcard: skip $-topics
+	requests bool // pass on response topics (SubscribeRequests)
 	once     sync.Once
 
 	mu        sync.Mutex
@@ -212,6 +222,9 @@ func (s *inlineSub) live(_ *mqtt.Client, _ packets.Subscription, pk packets.Pack
 	// Each subscription gets its own copy: the handler owns it, and mochi
 	// hands every inline subscriber the same packet.
 	m := dispatch.Message{Topic: pk.TopicName, Payload: bytes.Clone(pk.Payload)}
+	if s.requests {
+		m.ResponseTopic, m.Correlation = s.bus.replies.of(pk)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {

@@ -13,7 +13,8 @@
 //	lamp/kitchen/<key>/set      command: plain value for one key
 //
 // and the gateway itself publishes a retained "online"/"offline" on
-// lampgw/status.
+// lampgw/status, and, for an MQTT 5 app that asks for them there,
+// command acknowledgements under lampgw/replies/<user> (Replies).
 //
 // The names state, availability, error, ack and set are reserved and can
 // never be lamp keys, so every topic parses back to exactly one meaning.

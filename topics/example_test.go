@@ -91,3 +91,24 @@ func ExampleParse() {
 	// lamp/kitchen/state/set: rejected: topics: reserved key
 	// zigbee2mqtt/bridge/state: ignored
 }
+
+func ExampleReplyOwner() {
+	for _, topic := range []string{
+		"lampgw/replies/kitchen-tablet",
+		"lampgw/replies/kitchen-tablet/42",
+		"lampgw/replies",
+		"lampgw/replies//x",
+		"lampgw/repliesx/kitchen-tablet",
+		"lampgw/status",
+	} {
+		user, ok := topics.ReplyOwner(topic)
+		fmt.Printf("%s: %q %v\n", topic, user, ok)
+	}
+	// Output:
+	// lampgw/replies/kitchen-tablet: "kitchen-tablet" true
+	// lampgw/replies/kitchen-tablet/42: "kitchen-tablet" true
+	// lampgw/replies: "" false
+	// lampgw/replies//x: "" false
+	// lampgw/repliesx/kitchen-tablet: "" false
+	// lampgw/status: "" false
+}

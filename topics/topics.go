@@ -14,6 +14,13 @@ const DefaultPrefix = "lamp"
 // "online" on start and "offline" on shutdown.
 const GatewayStatus = "lampgw/status"
 
+// Replies is the root of the reply topics: an MQTT 5 app logged in as
+// user may name Replies/<user> or a topic below it as the response topic
+// of a command, and only that user (or an admin without lamp patterns)
+// may read there (package auth). Nobody but the gateway publishes under
+// lampgw/, so a reply there is the gateway's.
+const Replies = "lampgw/replies"
+
 // Payloads of availability topics.
 const (
 	Online  = "online"
@@ -143,6 +150,18 @@ func CheckPrefix(prefix string) error {
 		}
 	}
 	return nil
+}
+
+// ReplyOwner returns the user whose reply topics hold topic: user for
+// Replies/<user> and Replies/<user>/... . ok is false for any other
+// topic, Replies itself and an empty user level included.
+func ReplyOwner(topic string) (user string, ok bool) {
+	rest, ok := strings.CutPrefix(topic, Replies+"/")
+	if !ok {
+		return "", false
+	}
+	user, _, _ = strings.Cut(rest, "/")
+	return user, user != ""
 }
 
 // Value is the retained topic of one reported key: prefix/id/key.

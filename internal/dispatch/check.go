@@ -34,13 +34,22 @@ func CheckPublish(topic string, qos byte) error {
 
 // CheckSubscribe validates the arguments of a bus Subscribe.
 func CheckSubscribe(filter string, qos byte, handler func(topic string, payload []byte, retained bool)) error {
+	if err := CheckFilter(filter, qos); err != nil {
+		return err
+	}
+	if handler == nil {
+		return ErrNilHandler
+	}
+	return nil
+}
+
+// CheckFilter validates the filter and QoS of a subscription.
+func CheckFilter(filter string, qos byte) error {
 	switch {
 	case !ValidFilter(filter):
 		return fmt.Errorf("%w: %q", ErrInvalidFilter, filter)
 	case qos > 2:
 		return fmt.Errorf("%w: %d", ErrInvalidQoS, qos)
-	case handler == nil:
-		return ErrNilHandler
 	}
 	return nil
 }

@@ -22,12 +22,20 @@ const logEvery = 10 * time.Second
 // Handler receives one message. It owns payload.
 type Handler func(topic string, payload []byte, retained bool)
 
-// Message is one delivery waiting in a Queue. The Queue owns Payload once
-// the message is pushed.
+// MessageHandler receives one message whole. It owns m's slices.
+type MessageHandler func(m Message)
+
+// Message is one delivery waiting in a Queue. The Queue owns Payload and
+// Correlation once the message is pushed.
 type Message struct {
 	Topic    string
 	Payload  []byte
 	Retained bool
+	// ResponseTopic and Correlation are the MQTT 5 Response Topic and
+	// Correlation Data of a request [MQTT-4.10], for a MessageHandler;
+	// a Handler does not see them.
+	ResponseTopic string
+	Correlation   []byte
 }
 
 // Options configure a Queue.
@@ -48,7 +56,7 @@ type Options struct {
 // Queue is a bounded FIFO drained by one goroutine that calls a Handler.
 // All methods are safe for concurrent use.
 type Queue struct {
-	h       Handler
+	h       MessageHandler
 	ch      chan Message
 	quit    chan struct{}
 	done    chan struct{}
@@ -65,6 +73,11 @@ type Queue struct {
 // New starts a Queue that calls h for every message pushed. The caller
 // must eventually call Stop; the goroutine exits after that.
 func New(h Handler, opts Options) *Queue {
+	return NewMessageQueue(func(m Message) { h(m.Topic, m.Payload, m.Retained) }, opts)
+}
+
+// NewMessageQueue is New for a handler that takes the whole Message.
+func NewMessageQueue(h MessageHandler, opts Options) *Queue {
 	size := opts.Size
 	if size <= 0 {
 		size = DefaultSize
@@ -123,7 +136,7 @@ func (q *Queue) call(m Message) {
 				Msg("bus handler panicked; subscription continues")
 		}
 	}()
-	q.h(m.Topic, m.Payload, m.Retained)
+	q.h(m)
 }
 
 // TryPush queues m without waiting. It returns false if the queue is
