@@ -165,6 +165,9 @@ type Server struct {
 	dialers map[string]*dialer
 
 	stats stats
+	// ownRegistry is set when NewServer made the registry; Shutdown
+	// closes it.
+	ownRegistry bool
 
 	mu        sync.Mutex
 	closed    bool
@@ -207,6 +210,7 @@ func NewServer(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.opts.Registry = reg
+		s.ownRegistry = true
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, filter := range []string{topics.SetFilter(opts.Prefix), topics.SetKeyFilter(opts.Prefix)} {
@@ -381,7 +385,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, sess := range sessions {
 		sess.fail(ErrServerClosed)
 	}
-	return s.wait(ctx)
+	err := s.wait(ctx)
+	if s.ownRegistry {
+		// After the sessions: their unwritten frames went back to
+		// pending. Now no timer may ack or write on a closing bus.
+		s.opts.Registry.Close()
+	}
+	return err
 }
 
 func (s *Server) wait(ctx context.Context) error {

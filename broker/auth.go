@@ -101,6 +101,13 @@ func (h *authHook) Provides(b byte) bool {
 // with "bad user name or password" (server.go attachClient), 0x86 to v5
 // clients.
 func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if cl.ID == mqtt.InlineClientId {
+		// mochi's in-process client has this id, and a network client
+		// taking it would take over that client's session.
+		h.warn.Warn().Str("remote", cl.Net.Remote).Msg("client id \"inline\" refused: it is the broker's own")
+		h.srv.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
+		return packets.ErrClientIdentifierNotValid
+	}
 	h.mu.Lock()
 	users, gen := h.users, h.gen
 	h.mu.Unlock()

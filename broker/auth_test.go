@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/lampgw/lampgw/auth"
@@ -271,5 +273,34 @@ func TestWillMustPassTheACL(t *testing.T) {
 		if topic == "lamp/kitchen/availability" {
 			t.Errorf("retained: got %s, want no refused will", topic)
 		}
+	}
+}
+
+// TestInlineClientIDRefused: the broker's in-process client is named
+// "inline"; a network client must not take its session over.
+func TestInlineClientIDRefused(t *testing.T) {
+	b := startBroker(t, Options{MQTTAddr: "127.0.0.1:0"})
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.MQTTAddr().String()).
+		SetClientID("inline").SetAutoReconnect(false).SetConnectTimeout(waitTimeout))
+	tok := c.Connect()
+	if !tok.WaitTimeout(waitTimeout) || tok.Error() == nil {
+		c.Disconnect(0)
+		t.Fatalf("connect as \"inline\": got %v, want refused", tok.Error())
+	}
+	// The bus, which uses that client, still works.
+	got := make(chan string, 1)
+	unsub, err := b.Bus().Subscribe("x", 0, func(_ string, p []byte, _ bool) { got <- string(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	b.Bus().Publish("x", []byte("still here"), 0, false)
+	select {
+	case s := <-got:
+		if s != "still here" {
+			t.Errorf("got %q", s)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("bus dead after the refused client")
 	}
 }

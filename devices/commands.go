@@ -265,6 +265,9 @@ func (r *Registry) confirmLocked(id string, d *device, pairs []Pair) {
 // scheduleLocked arms d's timer for the earliest of: the next frame the
 // write rate allows, a confirmation deadline, a pending command's expiry.
 func (r *Registry) scheduleLocked(id string, d *device) {
+	if r.closed.Load() {
+		return
+	}
 	var next time.Time
 	earlier := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
@@ -359,4 +362,26 @@ func (r *Registry) load() error {
 		d.mu.Unlock()
 		return nil
 	})
+}
+
+// Close stops every device's timer, for good: no ack is given and no
+// command is written or expired by the registry afterwards. Pending
+// commands stay pending (and stored). The bridge closes the registry it
+// made when it shuts down.
+func (r *Registry) Close() {
+	r.closed.Store(true)
+	r.mu.Lock()
+	devs := make([]*device, 0, len(r.devices))
+	for _, d := range r.devices {
+		devs = append(devs, d)
+	}
+	r.mu.Unlock()
+	for _, d := range devs {
+		d.mu.Lock()
+		if d.timer != nil {
+			d.timer.Stop()
+			d.timer = nil
+		}
+		d.mu.Unlock()
+	}
 }

@@ -288,3 +288,36 @@ func TestPendingCommandsStored(t *testing.T) {
 		t.Errorf("store errors: got %v, want %v", storeErrs, want)
 	}
 }
+
+func TestCloseStopsTimers(t *testing.T) {
+	log := &ackLog{}
+	r := devices.NewRegistry(devices.Options{OnAck: log.add, CommandTTL: 20 * time.Millisecond, ConfirmTimeout: 20 * time.Millisecond})
+	h := &holder{}
+	r.Attach("on", h, nil)
+	r.Command("on", []devices.Command{rc("a", p("brightness", "1"))})
+	r.Command("off", []devices.Command{rc("b", p("brightness", "1"))})
+	acks[r] = log
+	defer delete(acks, r)
+	waitAcks(t, r, "a written")
+	r.Close()
+	before := len(log.get())
+	// Both deadlines pass; a witness registry, not closed, shows they
+	// did (no sleep: its expiry is our clock).
+	witness := &ackLog{}
+	w := devices.NewRegistry(devices.Options{OnAck: witness.add, CommandTTL: 40 * time.Millisecond})
+	w.Command("w", []devices.Command{rc("w", p("brightness", "1"))})
+	testwait.Until(t, "the witness command expired", func() bool {
+		for _, a := range witness.get() {
+			if a == "w expired" {
+				return true
+			}
+		}
+		return false
+	})
+	if got := log.get(); len(got) != before {
+		t.Errorf("acks after Close: got %q, want none after the first %d", got, before)
+	}
+	if s, _ := r.Get("off"); len(s.Desired) != 1 {
+		t.Errorf("pending after Close: got %v, want kept", s.Desired)
+	}
+}

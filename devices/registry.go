@@ -64,6 +64,7 @@ type Registry struct {
 	opts Options
 	// ackCounts counts acks by their index in Statuses.
 	ackCounts [7]atomic.Uint64
+	closed    atomic.Bool
 
 	mu      sync.Mutex
 	devices map[string]*device
