@@ -85,6 +85,19 @@ type Options struct {
 	// BusQueueSize is the hand-off queue length of each InlineBus
 	// subscription; 0 means dispatch.DefaultSize.
 	BusQueueSize int
+	// Storage, when set, keeps retained messages and the sessions of
+	// clients that asked for one (see storageHook in storage.go), and
+	// Start loads them before any listener accepts. nil keeps them in
+	// memory only.
+	Storage Storage
+	// RestoreRetained, when set, is called by Start for each retained
+	// message loaded from Storage, before any listener accepts, and
+	// returns the payload to restore: payload itself keeps it, another
+	// replaces it, an empty one drops it, in Storage too.
+	RestoreRetained func(topic string, payload []byte) []byte
+	// MaxSessionExpiry caps how long a disconnected client's session is
+	// kept; 0 means DefaultMaxSessionExpiry.
+	MaxSessionExpiry time.Duration
 }
 
 // Broker is the embedded MQTT broker. Its methods are safe for concurrent
@@ -119,6 +132,8 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("%w: MaxClientWritesPending %d out of range", ErrInvalidOptions, opts.MaxClientWritesPending)
 	case opts.HandshakeTimeout < 0:
 		return nil, fmt.Errorf("%w: negative HandshakeTimeout", ErrInvalidOptions)
+	case opts.MaxSessionExpiry < 0 || opts.MaxSessionExpiry > math.MaxUint32*time.Second:
+		return nil, fmt.Errorf("%w: MaxSessionExpiry %v out of range", ErrInvalidOptions, opts.MaxSessionExpiry)
 	case opts.BusQueueSize < 0:
 		return nil, fmt.Errorf("%w: negative BusQueueSize", ErrInvalidOptions)
 	case opts.Users != nil && opts.ACL == nil:
@@ -135,6 +150,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if opts.MaxSessionExpiry == 0 {
+		opts.MaxSessionExpiry = DefaultMaxSessionExpiry
+	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	// 0 disables mochi's forced expiry of retained messages: with the
@@ -148,6 +166,10 @@ func New(opts Options) (*Broker, error) {
 	// mochi's default is no limit: one client could make it allocate a
 	// 256 MB packet (clients.go ReadPacket allocates the declared length).
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
+	// mochi's default is no limit (see DefaultMaxSessionExpiry). It caps
+	// a v5 client's Session Expiry Interval and is the expiry of a v3
+	// client's clean session 0.
+	caps.MaximumSessionExpiryInterval = uint32(opts.MaxSessionExpiry / time.Second)
 
 	b := &Broker{opts: opts, log: opts.Logger}
 	b.srv = mqtt.New(&mqtt.Options{
@@ -159,7 +181,11 @@ func New(opts Options) (*Broker, error) {
 	})
 	b.policy = newPolicyHook(opts.IsCommandTopic, opts.Logger)
 	b.auth = newAuthHook(b.srv, opts)
-	for _, h := range []mqtt.Hook{b.auth, b.policy, newPacketIDHook()} {
+	hooks := []mqtt.Hook{b.auth, b.policy, newPacketIDHook(), &expiryHook{srv: b.srv}}
+	if opts.Storage != nil {
+		hooks = append(hooks, newStorageHook(b.srv, opts.Storage, opts.RestoreRetained, opts.Logger.With().Str("storage", "broker").Logger()))
+	}
+	for _, h := range hooks {
 		if err := b.srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
@@ -249,8 +275,9 @@ func (b *Broker) Start() error {
 		added = append(added, l)
 		addrs[s.id] = s.ln.Addr()
 	}
-	// Serve fails only when it loads listeners, hooks or stored state
-	// from mochi's own config, none of which we use.
+	// Serve loads Options.Storage (storage.go) before it lets the
+	// listeners accept; it fails when that fails, or when it loads
+	// listeners or hooks from mochi's own config, which we do not use.
 	if err := b.srv.Serve(); err != nil {
 		for _, l := range added {
 			l.Close(nil)

@@ -38,6 +38,16 @@
 //     short grace (mochi would wait for its keepalive deadline), and
 //     clients are disconnected without Clients.GetByListener, which can
 //     deadlock against a client leaving at the same moment.
+//   - With Options.Storage, retained messages and the sessions of clients
+//     that asked for one survive a restart, loaded in Start before any
+//     listener accepts (storage.go). The hook is ours, not mochi's
+//     pebble hook, whose v2.7.9 leaks iterators, keeps the records of
+//     ended sessions forever and restores them as subscriptions of
+//     nobody, and loses a restored message's expiry.
+//   - A disconnected session is kept Options.MaxSessionExpiry (a day),
+//     not forever (mochi's default), and an expired session's
+//     subscriptions leave the topic index (expiryHook; mochi drops only
+//     the client).
 //   - A client's SUBSCRIBE and UNSUBSCRIBE are honoured while the broker
 //     has its own QoS > 0 PUBLISH with the same packet identifier in
 //     flight to that client; mochi refuses them (packetIDHook).

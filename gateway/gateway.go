@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/lampgw/lampgw/hadiscovery"
 	"github.com/lampgw/lampgw/internal/tlsconf"
 	"github.com/lampgw/lampgw/metrics"
+	"github.com/lampgw/lampgw/store"
 	"github.com/lampgw/lampgw/topics"
 )
 
@@ -46,8 +46,14 @@ type Options struct {
 	// TLSClientCAFile, if not "", holds the PEM CA certificates that must
 	// sign a client certificate on every TLS listener (mutual TLS).
 	TLSClientCAFile string
-	// DataDir is created if missing; "" means no data dir.
+	// DataDir holds retained messages, MQTT sessions and pending
+	// commands across restarts (package store); it is created if
+	// missing. "" keeps everything in memory.
 	DataDir string
+	// DataReset moves a DataDir that does not open (corrupt, unreadable)
+	// aside to <DataDir>.broken-<time> and starts with an empty one. A
+	// dir that opens is kept.
+	DataReset bool
 	// TopicPrefix is the lamp topic prefix; "" means "lamp".
 	TopicPrefix string
 	// MaxFrame is the longest lamp frame in bytes; 0 means 1024.
@@ -148,6 +154,9 @@ type Gateway struct {
 	serving  sync.WaitGroup
 	shutOnce sync.Once
 	shutErr  error
+	// store is the open data dir (persist.go); nil without one.
+	store       *store.DB
+	storeErrLog zerolog.Logger
 
 	metrics *metrics.Metrics
 	// stopping is set when Shutdown begins; /readyz then says so.
@@ -185,6 +194,9 @@ func New(opts Options) (*Gateway, error) {
 		return nil, &SettingError{Setting: "max-frame", Value: fmt.Sprint(opts.MaxFrame), Err: errors.New("must be between 16 and 65536")}
 	}
 	if err := checkHADiscovery(&opts); err != nil {
+		return nil, err
+	}
+	if err := checkDataDir(opts.DataDir); err != nil {
 		return nil, err
 	}
 	g := &Gateway{opts: opts, log: opts.Logger}
@@ -233,10 +245,10 @@ func (g *Gateway) Start() (err error) {
 		}
 	}()
 
-	if g.opts.DataDir != "" {
-		if err := os.MkdirAll(g.opts.DataDir, 0o755); err != nil {
-			return &SettingError{Setting: "data-dir", Value: g.opts.DataDir, Err: err}
-		}
+	// First: the data dir's lock keeps a second lampgw on it out before
+	// it binds anything, and the broker loads it before it accepts.
+	if err := g.openStoreLocked(); err != nil {
+		return err
 	}
 	if g.bridgeLn, err = listen("bridge-addr", g.opts.BridgeAddr); err != nil {
 		return err
@@ -263,6 +275,10 @@ func (g *Gateway) Start() (err error) {
 		IsCommandTopic: g.isCommandTopic,
 		AllowAnonymous: g.opts.AllowAnonymous,
 		MaxPacketSize:  g.opts.MaxPacketSize,
+		// Loaded in broker.Start, with every stale online rewritten,
+		// before the MQTT listeners accept.
+		Storage:         g.brokerStorage(),
+		RestoreRetained: g.restoreRetained,
 	})
 	if err != nil {
 		return err
@@ -293,6 +309,8 @@ func (g *Gateway) Start() (err error) {
 			ConfirmTimeout: g.opts.ConfirmTimeout,
 			CommandTTL:     g.opts.CommandTTL,
 			MaxRate:        g.opts.LampMaxRate,
+			Store:          g.pendingStore(),
+			OnStoreError:   g.onStoreError,
 		},
 		Prefix:              g.opts.TopicPrefix,
 		MaxFrame:            g.opts.MaxFrame,
@@ -466,6 +484,7 @@ func (g *Gateway) closeLocked() {
 	if g.broker != nil {
 		g.broker.Close()
 	}
+	g.closeStoreLocked()
 }
 
 // BridgeStats returns the lamp bridge's counters; zero before Start.

@@ -36,6 +36,7 @@ const (
 	flagTLSKey          = "tls-key"
 	flagTLSClientCA     = "tls-client-ca"
 	flagDataDir         = "data-dir"
+	flagDataReset       = "data-reset"
 	flagTopicPrefix     = "topic-prefix"
 	flagMaxFrame        = "max-frame"
 	flagDevices         = "devices"
@@ -88,6 +89,7 @@ type config struct {
 	HTTPAddr    string
 	BridgeAddr  string
 	DataDir     string
+	DataReset   bool // move a data dir that does not open aside
 	TopicPrefix string
 	MaxFrame    int
 	DevicesFile string
@@ -168,7 +170,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.StringVar(&cfg.TLSCert, flagTLSCert, cfg.TLSCert, "PEM `file`: the TLS listeners' certificate (chain); reloaded on SIGHUP")
 	flags.StringVar(&cfg.TLSKey, flagTLSKey, cfg.TLSKey, "PEM `file`: the certificate's private key; reloaded on SIGHUP")
 	flags.StringVar(&cfg.TLSClientCA, flagTLSClientCA, cfg.TLSClientCA, "PEM `file` of CA certificates; if set, every TLS client must present a certificate one of them signed (mutual TLS); reloaded on SIGHUP")
-	flags.StringVar(&cfg.DataDir, flagDataDir, cfg.DataDir, "`dir` for persistent data, created if missing")
+	flags.StringVar(&cfg.DataDir, flagDataDir, cfg.DataDir, "`dir` for retained messages, MQTT sessions and pending commands, created if missing")
+	flags.BoolVar(&cfg.DataReset, flagDataReset, cfg.DataReset, "if --data-dir does not open (corrupt, unreadable), move it aside to <dir>.broken-<time> and start empty; a dir that opens is kept")
 	flags.StringVar(&cfg.TopicPrefix, flagTopicPrefix, cfg.TopicPrefix, "first topic `levels` of every lamp topic")
 	flags.IntVar(&cfg.MaxFrame, flagMaxFrame, cfg.MaxFrame, fmt.Sprintf("longest lamp frame in `bytes`, %d..%d", minMaxFrame, maxMaxFrame))
 	flags.StringVar(&cfg.DevicesFile, flagDevices, cfg.DevicesFile, "YAML `file` of devices (dialed lamps, lamps known by address, brightness_max); reloaded on change and SIGHUP")
