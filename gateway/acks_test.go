@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lampgw/lampgw/gateway"
+	"github.com/lampgw/lampgw/internal/testwait"
 )
 
 // ack is lamp/<id>/ack's payload.
@@ -89,13 +90,14 @@ func TestAcksEndToEnd(t *testing.T) {
 }
 
 func TestPacingCoalescesADraggedSlider(t *testing.T) {
-	_, addrs := startWith(t, gateway.Options{
+	g, addrs := startWith(t, gateway.Options{
 		MQTTAddr: "127.0.0.1:0", BridgeAddr: "127.0.0.1:0", Logger: testLogger(t),
 		LampMaxRate: 1, // one frame a second: the whole drag fits in one gap
 	})
 	a := newApp(t, addrs.MQTT, "lamp/kitchen/ack")
 	l := dialLamp(t, addrs.Bridge)
 	l.send("HELLO kitchen\n")
+	testwait.Until(t, "kitchen online", func() bool { s, _ := g.Registry().Get("kitchen"); return s.Online })
 	a.publish("lamp/kitchen/set", `{"brightness":0,"rid":"first"}`, false)
 	a.expectAck("lamp/kitchen/ack", "first", "brightness", "0", "written")
 	l.expectLine("brightness=0")
