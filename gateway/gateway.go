@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lampgw/lampgw/api"
 	"github.com/lampgw/lampgw/auth"
 	"github.com/lampgw/lampgw/bridge"
 	"github.com/lampgw/lampgw/broker"
@@ -30,7 +31,8 @@ type Options struct {
 	MQTTAddr string
 	// WSAddr is the MQTT-over-WebSocket listener, path /mqtt; "" disables it.
 	WSAddr string
-	// HTTPAddr serves /healthz; "" disables it.
+	// HTTPAddr serves /healthz, the HTTP API and the dashboard (package
+	// api); "" disables it.
 	HTTPAddr string
 	// BridgeAddr is the legacy lamp listener; "" disables it.
 	BridgeAddr string
@@ -69,8 +71,8 @@ type Options struct {
 	// viewers). With or without it, no MQTT client may publish lamp state
 	// or lampgw/... topics.
 	UsersFile string
-	// AllowAnonymous accepts anonymous MQTT and WebSocket clients from any
-	// address; false accepts them from loopback only.
+	// AllowAnonymous accepts anonymous MQTT, WebSocket and HTTP API
+	// clients from any address; false accepts them from loopback only.
 	AllowAnonymous bool
 	// Lamp limits, passed to the bridge (see bridge.Options): zero values
 	// mean the bridge's defaults; LampFrameRate < 0 means no limit.
@@ -167,6 +169,8 @@ type Gateway struct {
 	// nil unless Options.HADiscovery.
 	devs atomic.Pointer[devices.File]
 	disc *hadiscovery.Discovery
+	// api is the HTTP API and dashboard; nil without an HTTP listener.
+	api *api.Server
 	// users is the users file read by New (or Reload before Start),
 	// given to the broker by Start; nil without one.
 	users *auth.Users
@@ -357,6 +361,7 @@ func (g *Gateway) Start() (err error) {
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          g.httpErrorLog(),
 		}
+		g.httpSrv.RegisterOnShutdown(g.closeAPI)
 	}
 	for _, ln := range []net.Listener{g.httpLn, g.httpsLn} {
 		if ln == nil {
@@ -392,6 +397,7 @@ func (g *Gateway) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", g.serveReadyz)
 	mux.Handle("GET /metrics", g.metrics.Handler())
+	g.mountAPILocked(mux)
 	return mux
 }
 

@@ -43,6 +43,7 @@ func (g *Gateway) reloadUsers() error {
 				Msg("MQTT client disconnected: its user was removed or its password, role or lamps narrowed")
 			cut = append(cut, c.ClientID)
 		}
+		g.setAPIUsers(users)
 	}
 	g.log.Info().Str("file", g.opts.UsersFile).Int("users", users.Len()).Strs("disconnected", cut).
 		Msg("users file loaded")

@@ -161,7 +161,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.StringVar(&cfg.ConfigFile, flagConfig, cfg.ConfigFile, "YAML `file` of settings; its keys are the flag names")
 	flags.StringVar(&cfg.MQTTAddr, flagMQTTAddr, cfg.MQTTAddr, "MQTT listener `host:port`")
 	flags.StringVar(&cfg.WSAddr, flagWSAddr, cfg.WSAddr, "MQTT over WebSocket listener `host:port`, path /mqtt")
-	flags.StringVar(&cfg.HTTPAddr, flagHTTPAddr, cfg.HTTPAddr, "HTTP listener `host:port` (/healthz)")
+	flags.StringVar(&cfg.HTTPAddr, flagHTTPAddr, cfg.HTTPAddr, "HTTP listener `host:port`: the API and dashboard, /healthz")
 	flags.StringVar(&cfg.BridgeAddr, flagBridgeAddr, cfg.BridgeAddr, "legacy lamp raw-TCP listener `host:port`")
 	flags.StringVar(&cfg.MQTTSAddr, flagMQTTSAddr, cfg.MQTTSAddr, "MQTT over TLS listener `host:port` (e.g. :8883); needs --tls-cert and --tls-key")
 	flags.StringVar(&cfg.WSSAddr, flagWSSAddr, cfg.WSSAddr, "MQTT over WebSocket over TLS listener `host:port` (e.g. :8084), path /mqtt")
@@ -176,7 +176,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.IntVar(&cfg.MaxFrame, flagMaxFrame, cfg.MaxFrame, fmt.Sprintf("longest lamp frame in `bytes`, %d..%d", minMaxFrame, maxMaxFrame))
 	flags.StringVar(&cfg.DevicesFile, flagDevices, cfg.DevicesFile, "YAML `file` of devices (dialed lamps, lamps known by address, brightness_max); reloaded on change and SIGHUP")
 	flags.StringVar(&cfg.UsersFile, flagUsers, cfg.UsersFile, "YAML `file` of MQTT users (bcrypt hashes from \"lampgw passwd\", roles, lamps); with it clients must log in; reloaded on SIGHUP")
-	flags.BoolVar(&cfg.AllowAnonymous, flagAllowAnon, cfg.AllowAnonymous, "accept anonymous MQTT and WebSocket clients from any address, not only loopback")
+	flags.BoolVar(&cfg.AllowAnonymous, flagAllowAnon, cfg.AllowAnonymous, "accept anonymous MQTT, WebSocket and HTTP API clients from any address, not only loopback")
 	flags.BoolVar(&cfg.RequireKnownDevices, flagRequireKnown, cfg.RequireKnownDevices, "refuse a lamp HELLO for an id that is not in the devices file")
 	flags.DurationVar(&cfg.LampHandshake, flagLampHandshake, cfg.LampHandshake, "close a lamp connection that has not identified within this `duration`")
 	flags.DurationVar(&cfg.LampIdle, flagLampIdle, cfg.LampIdle, "close a lamp that sends nothing for this `duration`; 0: never (TCP keepalive still finds dead lamps)")
@@ -427,6 +427,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage: lampgw [flags]
        lampgw healthcheck [flags]
        lampgw passwd [--role admin|app|viewer] <user>
+       lampgw lamps [-u user] [-p password] [flags]
        lampgw version
 
 lampgw is an MQTT broker with a bridge for legacy raw-TCP lamps.

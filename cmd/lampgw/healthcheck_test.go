@@ -17,11 +17,11 @@ import (
 	"github.com/lampgw/lampgw/gateway"
 )
 
-// startHealthGateway starts a real gateway with only its HTTP listener,
-// on 127.0.0.1, and returns that listener's port.
-func startHealthGateway(t *testing.T) string {
+// startTestGateway starts a real gateway with opts and shuts it down
+// when the test ends.
+func startTestGateway(t *testing.T, opts gateway.Options) *gateway.Gateway {
 	t.Helper()
-	g, err := gateway.New(gateway.Options{HTTPAddr: "127.0.0.1:0", Logger: zerolog.Nop()})
+	g, err := gateway.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +35,14 @@ func startHealthGateway(t *testing.T) string {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
+	return g
+}
+
+// startHealthGateway starts a real gateway with only its HTTP listener,
+// on 127.0.0.1, and returns that listener's port.
+func startHealthGateway(t *testing.T) string {
+	t.Helper()
+	g := startTestGateway(t, gateway.Options{HTTPAddr: "127.0.0.1:0", Logger: zerolog.Nop()})
 	_, port, err := net.SplitHostPort(g.Addrs().HTTP.String())
 	if err != nil {
 		t.Fatal(err)

@@ -47,6 +47,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == cmdPasswd {
 		return runPasswd(args[1:], os.Stdin, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == cmdLamps {
+		return runLamps(ctx, args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(stdout)
