@@ -109,11 +109,39 @@ func (s *conns) closeClients(disconnect func()) {
 // on mochi's first read. It returns establish's error.
 func serveConn(id string, c net.Conn, handshake time.Duration, establish listeners.EstablishFn, log zerolog.Logger) error {
 	_ = c.SetDeadline(time.Now().Add(handshake))
-	err := establish(id, c)
+	err := establish(id, &writeBoundConn{Conn: c, timeout: clientWriteTimeout})
+
 	// mochi closes c itself (Client.Stop); errors here are how a client
 	// left, normal for an MQTT server and not worth a warning each.
 	log.Debug().Err(err).Str("remote", c.RemoteAddr().String()).Msg("client connection ended")
 	return err
+}
+
+// clientWriteTimeout bounds one write to an MQTT client. mochi v2.7.9
+// holds a client's lock while it writes to the socket (clients.go
+// WritePacket), and every QoS 1 or 2 message to that client takes the
+// same lock first (NextPacketID). So a client that stops reading would
+// stall every publisher, the lamp bridge included, until its keepalive
+// ran out, or forever with keepalive 0. Bounded, a stuck client's write
+// fails and mochi drops it.
+const clientWriteTimeout = 2 * time.Second
+
+// writeBoundConn sets a write deadline before every write.
+type writeBoundConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *writeBoundConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		// mochi does not end a client whose write failed; closing makes
+		// its read loop end it, and its next writes fail at once instead
+		// of each waiting out the timeout again.
+		c.Conn.Close()
+	}
+	return n, err
 }
 
 // tcpListener is a mochi listeners.Listener over a net.Listener bound by

@@ -232,9 +232,10 @@ func (r *Registry) delivered(id string, d *device, h Holder, cmds []Command, ok 
 	}
 	for _, c := range cmds {
 		r.ackLocked(id, c, Written)
-		if old, ok := d.inflight[c.Key]; ok && old.cmd.Value != c.Value {
-			// A newer value for the key is on the wire: the lamp can only
-			// confirm that one now.
+		if old, ok := d.inflight[c.Key]; ok {
+			// A newer command for the key is on the wire, even with the
+			// same value (a button tapped twice): a report now answers it,
+			// so the older one ends unconfirmed instead of never ending.
 			r.ackLocked(id, old.cmd, Unconfirmed)
 		}
 		d.inflight[c.Key] = inflight{cmd: c, deadline: deadline}

@@ -309,13 +309,9 @@ func (echoless) Kick() {}
 
 // TestSameValueTwiceInFlight: two commands with the same value for one
 // key, both written before the lamp answers (a button tapped twice). Each
-// must end. devices/commands.go delivered replaces the first in flight
-// without an ack when the values are equal ("old.cmd.Value != c.Value"),
-// so the first never gets a final ack.
+// must end. devices/commands.go delivered used to replace the first in
+// flight without an ack when the values were equal, so it never ended.
 func TestSameValueTwiceInFlight(t *testing.T) {
-	if !*knownBugs {
-		t.Skip("a written command replaced in flight by one with the same value never ends (devices/commands.go, delivered); -known-bugs runs it")
-	}
 	leakCheck(t)
 	var mu sync.Mutex
 	hist := make(map[string][]devices.AckStatus)

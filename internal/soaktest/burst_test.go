@@ -9,7 +9,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/lampgw/lampgw/broker"
 	"github.com/lampgw/lampgw/gateway"
 )
 
@@ -20,9 +19,6 @@ import (
 // third to a half of them (measured: 500 lamps, 433 of 1000 acks dropped
 // under -race, 252 without); with 256 or more none are dropped.
 func TestAckBurst(t *testing.T) {
-	if broker.DefaultMaxClientWritesPending < 256 && !*knownBugs {
-		t.Skipf("acks are dropped with a per-client queue of %d; -known-bugs runs it", broker.DefaultMaxClientWritesPending)
-	}
 	leakCheck(t)
 	const n = 250
 	_, addrs := startGateway(t, func(o *gateway.Options) { o.MaxLampsPerAddr = 2 * n })

@@ -16,7 +16,6 @@
 //   - TestAckTable and TestRegistryAcksFollowTheTable: the ack order the
 //     soak checks against, and the registry held to it.
 //
-// Tests of reported bugs not fixed yet (TestSameValueTwiceInFlight,
-// TestAckBurst, TestSlowSubscriber/QoS1) are skipped; -known-bugs runs
-// them.
+// TestSameValueTwiceInFlight, TestAckBurst and TestSlowSubscriber/QoS1
+// found bugs, since fixed, and keep them fixed.
 package soaktest

@@ -3,7 +3,6 @@ package soaktest
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -22,9 +21,6 @@ import (
 
 	"github.com/lampgw/lampgw/gateway"
 )
-
-// knownBugs runs the tests of reported bugs that are skipped otherwise.
-var knownBugs = flag.Bool("known-bugs", false, "run the tests of known, reported bugs instead of skipping them")
 
 // wait bounds a single step: a connection, a publish, one message.
 const wait = 10 * time.Second
