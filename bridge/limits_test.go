@@ -258,3 +258,23 @@ func TestHandshakeTimeoutCounted(t *testing.T) {
 		t.Errorf("HandshakeTimeouts: got %d, want 1", got)
 	}
 }
+
+// TestAdmitRate: identifications are paced across connections, none is
+// refused, and a connection that ends while waiting stops waiting.
+func TestAdmitRate(t *testing.T) {
+	e := newEnv(t, bridge.Options{AdmitRate: 20}) // bursts of 5
+	start := time.Now()
+	const n = 15
+	for i := range n {
+		l := e.dial(context.Background(), true)
+		go l.conn.Write([]byte(fmt.Sprintf("HELLO lamp%d\n", i)))
+	}
+	testwait.Until(t, "every lamp admitted", func() bool { return e.srv.Registry().Online() == n })
+	// 5 at once, then one per 50 ms: at least 0.5 s for the other 10.
+	if took := time.Since(start); took < 450*time.Millisecond {
+		t.Errorf("%d lamps admitted in %v, want no faster than the admit rate allows", n, took)
+	}
+	if s := e.srv.Stats(); s.RefusedTotal != 0 || s.AuthFailures != 0 {
+		t.Errorf("Stats: got %+v, want nothing refused", s)
+	}
+}

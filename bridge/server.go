@@ -84,6 +84,12 @@ type Options struct {
 	// 0 means 100 and twice FrameRate; a negative FrameRate means no limit.
 	FrameRate  float64
 	FrameBurst int
+	// AdmitRate is how many lamps per second may identify, across all
+	// connections; more wait their turn (their connection stays open), so
+	// a fleet reconnecting at once after a power cut is admitted at a
+	// steady pace while MQTT apps keep receiving. 0 means 2000; bursts are a
+	// quarter of a second's worth, at most 500; negative means no limit.
+	AdmitRate float64
 	// DebugMirror publishes every frame to and from an identified lamp on
 	// lampgw/debug/<id>/rx and /tx, not retained, tokens replaced by ***.
 	DebugMirror bool
@@ -136,6 +142,9 @@ func (o *Options) ensureDefaults() {
 	if o.MaxConnsPerAddr <= 0 {
 		o.MaxConnsPerAddr = 256
 	}
+	if o.AdmitRate == 0 {
+		o.AdmitRate = 2000
+	}
 	if o.FrameRate == 0 {
 		o.FrameRate = 100
 	}
@@ -165,6 +174,8 @@ type Server struct {
 	dialers map[string]*dialer
 
 	stats stats
+	// admit paces identifications (Options.AdmitRate); nil: no limit.
+	admit *rate.Limiter
 	// ownRegistry is set when NewServer made the registry; Shutdown
 	// closes it.
 	ownRegistry bool
@@ -196,6 +207,9 @@ func NewServer(opts Options) (*Server, error) {
 		dialers:   make(map[string]*dialer),
 		perAddr:   make(map[netip.Addr]int),
 		failed:    make(map[netip.Addr]*rate.Limiter),
+	}
+	if s.opts.AdmitRate > 0 {
+		s.admit = rate.NewLimiter(rate.Limit(s.opts.AdmitRate), min(500, max(1, int(s.opts.AdmitRate/4))))
 	}
 	if s.opts.Registry == nil {
 		dopts := opts.Devices

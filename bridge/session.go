@@ -422,6 +422,22 @@ func (c *session) hello(f Frame) error {
 func (c *session) identify(f Frame, by string, admit func(devices.Holder) error) error {
 	s := c.srv
 	id := f.ID
+	if s.admit != nil {
+		// Wait for a turn, but not past the connection's end.
+		ctx, cancel := context.WithCancel(s.ctx)
+		go func() {
+			select {
+			case <-c.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := s.admit.Wait(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w: waiting to be admitted", ErrServerClosed)
+		}
+	}
 	tookOver, err := s.opts.Registry.AttachIf(id, c, admit, func() {
 		s.publish(topics.Availability(s.opts.Prefix, id), []byte(topics.Online), true)
 	})

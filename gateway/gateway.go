@@ -82,6 +82,7 @@ type Options struct {
 	MaxLamps             int
 	MaxLampsPerAddr      int
 	LampFrameRate        float64
+	LampAdmitRate        float64
 	// Command acknowledgement and pacing (see devices.Options): zero
 	// values mean 5s, 24h and 20 frames/s; LampMaxRate < 0 means no limit.
 	ConfirmTimeout time.Duration
@@ -325,6 +326,7 @@ func (g *Gateway) Start() (err error) {
 		MaxConns:            g.opts.MaxLamps,
 		MaxConnsPerAddr:     g.opts.MaxLampsPerAddr,
 		FrameRate:           g.opts.LampFrameRate,
+		AdmitRate:           g.opts.LampAdmitRate,
 		Logger:              g.log.With().Str("component", "bridge").Logger(),
 	})
 	if err != nil {

@@ -54,6 +54,7 @@ const (
 	flagLampMaxRate     = "lamp-max-rate"
 	flagShutdownTimeout = "shutdown-timeout"
 	flagDebugMirror     = "debug-mirror"
+	flagLampAdmitRate   = "lamp-admit-rate"
 	flagHADiscovery     = "ha-discovery"
 	flagHAPrefix        = "ha-prefix"
 	flagLogLevel        = "log-level"
@@ -119,6 +120,7 @@ type config struct {
 	LampMaxRate         float64
 	ShutdownTimeout     time.Duration
 	DebugMirror         bool
+	LampAdmitRate       float64
 	LogLevel            string
 	LogFormat           string // "auto": console on a terminal, else json
 	// HADiscovery publishes Home Assistant MQTT discovery configs under
@@ -145,6 +147,7 @@ func defaultConfig() config {
 		CommandTTL:      24 * time.Hour,
 		LampMaxRate:     20,
 		ShutdownTimeout: shutdownTimeout,
+		LampAdmitRate:   2000,
 		HADiscovery:     true,
 		HAPrefix:        hadiscovery.DefaultPrefix,
 		LogLevel:        "info",
@@ -186,6 +189,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.IntVar(&cfg.MaxPacketSize, flagMaxPacketSize, cfg.MaxPacketSize, "largest MQTT packet a client may send, in `bytes`")
 	flags.DurationVar(&cfg.ConfirmTimeout, flagConfirmTimeout, cfg.ConfirmTimeout, "a written command not confirmed by the lamp's report within this `duration` is acked unconfirmed")
 	flags.DurationVar(&cfg.CommandTTL, flagCommandTTL, cfg.CommandTTL, "a command not written to its lamp within this `duration` is acked expired and dropped")
+	flags.Float64Var(&cfg.LampAdmitRate, flagLampAdmitRate, cfg.LampAdmitRate, "lamps per `second` that may identify, across all connections; more wait their turn (a fleet back from a power cut); 0: no limit")
 	flags.BoolVar(&cfg.DebugMirror, flagDebugMirror, cfg.DebugMirror, "publish every lamp frame, both ways, on lampgw/debug/<id>/rx and /tx (tokens masked)")
 	flags.DurationVar(&cfg.ShutdownTimeout, flagShutdownTimeout, cfg.ShutdownTimeout, "on SIGINT or SIGTERM, give lamps, apps and storage this `duration` to finish, then exit 1")
 	flags.Float64Var(&cfg.LampMaxRate, flagLampMaxRate, cfg.LampMaxRate, "most command frames per `second` written to one lamp; faster commands are coalesced, the newest per key winning; 0: no limit")
@@ -315,6 +319,9 @@ func (c config) validate() error {
 	}
 	if c.ShutdownTimeout < 100*time.Millisecond || c.ShutdownTimeout > 10*time.Minute {
 		return fmt.Errorf("%s: must be between 100ms and 10m, got %v", flagShutdownTimeout, c.ShutdownTimeout)
+	}
+	if c.LampAdmitRate < 0 || c.LampAdmitRate > 1000000 {
+		return fmt.Errorf("%s: must be between 0 (no limit) and 1000000, got %v", flagLampAdmitRate, c.LampAdmitRate)
 	}
 	if c.LampMaxRate < 0 || c.LampMaxRate > 10000 {
 		return fmt.Errorf("%s: must be between 0 (no limit) and 10000, got %v", flagLampMaxRate, c.LampMaxRate)

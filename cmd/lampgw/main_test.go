@@ -127,6 +127,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 					"LAMPGW_COMMAND_TTL":            "1h",
 					"LAMPGW_LAMP_MAX_RATE":          "5",
 					"LAMPGW_SHUTDOWN_TIMEOUT":       "9s",
+					"LAMPGW_LAMP_ADMIT_RATE":        "50",
 					"LAMPGW_MQTTS_ADDR":             "127.0.0.1:5",
 					"LAMPGW_WSS_ADDR":               "127.0.0.1:6",
 					"LAMPGW_HTTPS_ADDR":             "127.0.0.1:7",
@@ -145,7 +146,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 					DevicesFile: "/etc/lampgw/devices.yaml", AllowAnonymous: true,
 					RequireKnownDevices: true, LampHandshake: 5 * time.Second, LampIdle: 10 * time.Minute,
 					MaxLamps: 50, MaxLampsPerAddr: 5, LampFrameRate: 2.5, MaxPacketSize: 1024,
-					ConfirmTimeout: 2 * time.Second, CommandTTL: time.Hour, LampMaxRate: 5, ShutdownTimeout: 9 * time.Second,
+					ConfirmTimeout: 2 * time.Second, CommandTTL: time.Hour, LampMaxRate: 5, ShutdownTimeout: 9 * time.Second, LampAdmitRate: 50,
 					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
 					TLSCert: "/etc/lampgw/cert.pem", TLSKey: "/etc/lampgw/key.pem", TLSClientCA: "/etc/lampgw/ca.pem",
 					HADiscovery: false, HAPrefix: "ha",
@@ -179,6 +180,7 @@ confirm-timeout: 500ms
 command-ttl: 48h
 lamp-max-rate: 0
 shutdown-timeout: 30s
+lamp-admit-rate: 0
 mqtts-addr: 127.0.0.1:5
 wss-addr: 127.0.0.1:6
 https-addr: 127.0.0.1:7
@@ -198,7 +200,7 @@ ha-prefix: home/ha
 					DevicesFile: "devices.yaml", AllowAnonymous: true,
 					RequireKnownDevices: true, LampHandshake: 30 * time.Second, LampIdle: time.Hour,
 					MaxLamps: 100, MaxLampsPerAddr: 10, LampFrameRate: 0, MaxPacketSize: 65536,
-					ConfirmTimeout: 500 * time.Millisecond, CommandTTL: 48 * time.Hour, LampMaxRate: 0, ShutdownTimeout: 30 * time.Second,
+					ConfirmTimeout: 500 * time.Millisecond, CommandTTL: 48 * time.Hour, LampMaxRate: 0, ShutdownTimeout: 30 * time.Second, LampAdmitRate: 0,
 					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
 					TLSCert: "cert.pem", TLSKey: "key.pem", TLSClientCA: "ca.pem",
 					HADiscovery: false, HAPrefix: "home/ha",
