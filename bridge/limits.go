@@ -42,6 +42,9 @@ type Stats struct {
 	FramesOK, FramesPartial uint64
 	// CommandFrames and ErrorLines count what was written to lamps.
 	CommandFrames, ErrorLines uint64
+	// CommandsRejected counts app commands refused as invalid (the
+	// registry counts every other outcome).
+	CommandsRejected uint64
 	// Disconnects counts ended lamp connections by why they ended.
 	Disconnects map[string]uint64
 }
@@ -68,6 +71,7 @@ type stats struct {
 	refusedTotal, refusedPerAddr, handshakeTimeouts, idleTimeouts,
 	rateLimited, authFailures, badFrames, slowLamps atomic.Uint64
 	framesOK, framesPartial, commandFrames, errorLines atomic.Uint64
+	commandsRejected                                   atomic.Uint64
 	ends                                               [11]atomic.Uint64 // by index in endReasons
 }
 
@@ -101,6 +105,7 @@ func (s *Server) Stats() Stats {
 		FramesPartial:     s.stats.framesPartial.Load(),
 		CommandFrames:     s.stats.commandFrames.Load(),
 		ErrorLines:        s.stats.errorLines.Load(),
+		CommandsRejected:  s.stats.commandsRejected.Load(),
 		Disconnects:       s.disconnects(),
 	}
 }

@@ -528,6 +528,7 @@ type commandError struct {
 // rejectCommand refuses a command, and acks it rejected if its app asked
 // (c's RID and Reply).
 func (s *Server) rejectCommand(id, topic string, payload []byte, err error, c devices.Command) {
+	s.stats.commandsRejected.Add(1)
 	s.refuseCommand(id, topic, payload, err)
 	s.publishAck(devices.Ack{ID: id, Command: c, Status: devices.Rejected, Time: time.Now()}, reason(err))
 }

@@ -13,10 +13,14 @@ func (g *Gateway) newMetrics() *metrics.Metrics {
 	return metrics.New(metrics.Sources{
 		Bridge: g.BridgeStats,
 		Acks: func() map[devices.AckStatus]uint64 {
-			if r := g.Registry(); r != nil {
-				return r.AckCounts()
+			r := g.Registry()
+			if r == nil {
+				return nil
 			}
-			return nil
+			counts := r.AckCounts()
+			// Invalid commands never reach the registry.
+			counts[devices.Rejected] = g.BridgeStats().CommandsRejected
+			return counts
 		},
 		Lamps: func() int {
 			if r := g.Registry(); r != nil {

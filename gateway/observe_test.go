@@ -38,6 +38,8 @@ func TestMetricsAndReadyz(t *testing.T) {
 	a.publish("lamp/kitchen/set", `{"brightness":6,"rid":"m"}`, false)
 	l.expectLine("brightness=6")
 	a.expectAck("lamp/kitchen/ack", "m", "brightness", "6", "written")
+	a.publish("lamp/kitchen/set", `{"brightness":6000,"rid":"r"}`, false)
+	a.expectAck("lamp/kitchen/ack", "r", "", "", "rejected")
 
 	_, body := get(t, base+"/metrics")
 	for _, want := range []string{
@@ -46,6 +48,7 @@ func TestMetricsAndReadyz(t *testing.T) {
 		`lampgw_bridge_frames_received_total{result="bad"} 1` + "\n",
 		`lampgw_bridge_frames_sent_total{kind="command"} 1` + "\n",
 		`lampgw_commands_acks_total{status="written"} 1` + "\n",
+		`lampgw_commands_acks_total{status="rejected"} 1` + "\n",
 		"lampgw_bridge_report_publish_seconds_count 1\n",
 		"lampgw_mqtt_clients_connected 1\n",
 	} {
