@@ -81,7 +81,9 @@ func TestRetainedStateSurvivesRestart(t *testing.T) {
 // can read it, it says "offline".
 func TestStaleOnlineIsOfflineAfterCrash(t *testing.T) {
 	dir := t.TempDir()
-	g, l := startWithLampX(t, dir, "brightness=1", "lamp/x/availability", "online")
+	// Wait for the report's publish, which follows "online": crashing
+	// before it would test nothing about brightness.
+	g, l := startWithLampX(t, dir, "brightness=1", "lamp/x/brightness", "1")
 	g.Crash()
 	l.conn.Close()
 
