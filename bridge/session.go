@@ -46,6 +46,9 @@ type session struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	reason    error // set once, before done is closed
+	// ctx ends with the connection (fail) or the server.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newSession(s *Server, conn net.Conn) *session {
@@ -56,6 +59,7 @@ func newSession(s *Server, conn net.Conn) *session {
 		out:  make(chan outFrame, s.opts.WriteQueue),
 		done: make(chan struct{}),
 	}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	if s.opts.FrameRate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(s.opts.FrameRate), s.opts.FrameBurst)
 	}
@@ -67,6 +71,7 @@ func (c *session) fail(reason error) {
 	c.closeOnce.Do(func() {
 		c.reason = reason
 		close(c.done)
+		c.cancel()
 		c.conn.Close()
 	})
 }
@@ -300,7 +305,9 @@ func (c *session) handle(line []byte) error {
 	f, err := DecodeFrame(line, schema)
 	// After the frame is handled: an identifying frame names the lamp
 	// whose topic it is mirrored on.
-	defer func() { c.mirror("rx", redact(line, f.Token)) }()
+	if s.opts.DebugMirror {
+		defer func() { c.mirror("rx", redact(line, f.Token)) }()
+	}
 	if err == nil && c.id == "" && f.ID != "" && len(f.Pairs)+len(f.Refused) > 0 {
 		// The identifying frame's values follow its lamp's schema; rare
 		// enough (a JSON hello with values, for a lamp with its own
@@ -424,17 +431,7 @@ func (c *session) identify(f Frame, by string, admit func(devices.Holder) error)
 	id := f.ID
 	if s.admit != nil {
 		// Wait for a turn, but not past the connection's end.
-		ctx, cancel := context.WithCancel(s.ctx)
-		go func() {
-			select {
-			case <-c.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		err := s.admit.Wait(ctx)
-		cancel()
-		if err != nil {
+		if err := s.admit.Wait(c.ctx); err != nil {
 			return fmt.Errorf("%w: waiting to be admitted", ErrServerClosed)
 		}
 	}
