@@ -52,6 +52,10 @@ var (
 	// ErrTooManyConnections refuses a connection over Options.MaxConns or
 	// Options.MaxConnsPerAddr.
 	ErrTooManyConnections = errors.New("bridge: too many connections")
+	// ErrMovedAway closes the connection of a lamp that another bridge
+	// on the same broker holds now (Server.Release): it reconnected
+	// there while this one had not noticed it was gone.
+	ErrMovedAway = errors.New("bridge: lamp moved to another bridge")
 	// ErrServerClosed is returned by Serve after Shutdown.
 	ErrServerClosed = errors.New("bridge: server closed")
 )

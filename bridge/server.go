@@ -99,6 +99,11 @@ type Options struct {
 	ObserveReport func(time.Duration)
 	// QoS of every publish and subscription; the zero value is QoS 0.
 	QoS byte
+	// Custody, if set, runs the server as one of several bridges on one
+	// broker (package cluster): no subscription to every lamp's commands,
+	// only to those of the lamps Custody subscribes with SubscribeLamp.
+	// nil means this is the only bridge, holding commands for all lamps.
+	Custody Custody
 	// Logger receives lifecycle events at info and rejected input at a
 	// rate-limited warn.
 	Logger zerolog.Logger
@@ -227,7 +232,11 @@ func NewServer(opts Options) (*Server, error) {
 		s.ownRegistry = true
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	for _, filter := range []string{topics.SetFilter(opts.Prefix), topics.SetKeyFilter(opts.Prefix)} {
+	filters := []string{topics.SetFilter(opts.Prefix), topics.SetKeyFilter(opts.Prefix)}
+	if opts.Custody != nil {
+		filters = nil // per lamp, see SubscribeLamp
+	}
+	for _, filter := range filters {
 		unsub, err := s.subscribeCommands(filter)
 		if err != nil {
 			s.unsubscribe()

@@ -192,9 +192,7 @@ func (c *session) run(ctx context.Context, preset *devices.Config) {
 	wg.Wait()
 	if c.id != "" {
 		s := c.srv
-		s.opts.Registry.Detach(c.id, c, func() {
-			s.publish(topics.Availability(s.opts.Prefix, c.id), []byte(topics.Offline), true)
-		})
+		s.opts.Registry.Detach(c.id, c, func() { s.announceOffline(c.id) })
 	}
 	// After Detach: the registry hands frames to its holder under the
 	// device's lock, so none can arrive after this.
@@ -207,7 +205,7 @@ func (c *session) endReason() string {
 	r := c.reason
 	var ne net.Error
 	switch {
-	case errors.Is(r, ErrTakenOver):
+	case errors.Is(r, ErrTakenOver), errors.Is(r, ErrMovedAway):
 		return EndTakenOver
 	case errors.Is(r, ErrServerClosed):
 		return EndShutdown
@@ -239,7 +237,7 @@ func (c *session) logEnd() {
 	switch {
 	case errors.Is(reason, io.EOF):
 		reason = nil
-	case errors.Is(reason, ErrTakenOver), errors.Is(reason, ErrServerClosed),
+	case errors.Is(reason, ErrTakenOver), errors.Is(reason, ErrMovedAway), errors.Is(reason, ErrServerClosed),
 		errors.Is(reason, ErrDeviceRemoved), errors.Is(reason, ErrDeviceChanged):
 	case errors.Is(reason, net.ErrClosed):
 		reason = nil // closed by us for a reason already recorded
@@ -445,6 +443,9 @@ func (c *session) identify(f Frame, by string, admit func(devices.Holder) error)
 	c.log = c.log.With().Str("device", id).Logger()
 	c.conn.SetReadDeadline(time.Time{})
 	c.log.Info().Bool("takeover", tookOver).Stringer("dialect", f.Dialect).Str("by", by).Msg("lamp online")
+	if s.opts.Custody != nil {
+		s.opts.Custody.Attached(id)
+	}
 	return nil
 }
 

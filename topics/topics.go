@@ -191,6 +191,11 @@ func SetFilter(prefix string) string { return prefix + "/+/" + suffixSet }
 // SetKeyFilter matches every per-key command topic: prefix/+/+/set.
 func SetKeyFilter(prefix string) string { return prefix + "/+/+/" + suffixSet }
 
+// LampSetKeyFilter matches id's per-key command topics: prefix/id/+/set.
+// With Set(prefix, id) it is every command topic of one lamp, what a
+// bridge that holds only some lamps subscribes (package cluster).
+func LampSetKeyFilter(prefix, id string) string { return prefix + "/" + id + "/+/" + suffixSet }
+
 // Build returns the topic for t under prefix. It does not validate; use
 // Check for untrusted parts.
 func Build(prefix string, t Topic) string {

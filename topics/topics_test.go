@@ -478,6 +478,16 @@ func checkFilters(t *testing.T, prefix, topic string, kind topics.Kind) {
 	if got, want := matchFilter(topics.SetKeyFilter(prefix), topic), kind == topics.KindSetKey; got != want {
 		t.Errorf("SetKeyFilter(%q) matches %q (%v): got %v, want %v", prefix, topic, kind, got, want)
 	}
+	// A bridge holding some lamps subscribes each one's own command
+	// topics (package cluster): they must match its commands only.
+	if p, err := topics.Parse(prefix, topic); err == nil {
+		if got, want := matchFilter(topics.LampSetKeyFilter(prefix, p.Device), topic), kind == topics.KindSetKey; got != want {
+			t.Errorf("LampSetKeyFilter(%q, %q) matches %q (%v): got %v, want %v", prefix, p.Device, topic, kind, got, want)
+		}
+		if matchFilter(topics.LampSetKeyFilter(prefix, p.Device+"x"), topic) {
+			t.Errorf("LampSetKeyFilter(%q, %q) matches %q of lamp %q", prefix, p.Device+"x", topic, p.Device)
+		}
+	}
 }
 
 func TestFilters(t *testing.T) {
