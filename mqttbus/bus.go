@@ -66,7 +66,31 @@ type Options struct {
 	// QueueSize is the hand-off queue length of each subscription; 0 means
 	// dispatch.DefaultSize.
 	QueueSize int
+	// Will, if its Topic is not "", is what the broker publishes for this
+	// client when its connection ends without a DISCONNECT: the process
+	// killed, or the network silent for 1.5 times KeepAlive
+	// [MQTT-3.1.2-8], [MQTT-3.1.2-24].
+	Will Message
+	// KeepAlive is the MQTT keep alive; 0 means DefaultKeepAlive. The
+	// broker gives up on a silent client after 1.5 times it, and paho
+	// finds a dead broker within about as long.
+	KeepAlive time.Duration
+	// Buffer is how many publishes Bus keeps while the connection is
+	// down, to send in order once it is back (before OnConnect runs); 0
+	// means DefaultBuffer and a negative value none. A retained publish
+	// replaces a buffered one for its topic; past Buffer the oldest is
+	// dropped, counted by BufferDropped and logged.
+	Buffer int
+	// OnConnect, if set, runs after each reconnection (not the first
+	// connection, which New reports) once every subscription is made
+	// again and the buffer is sent, on a goroutine of paho's: e.g. to
+	// publish "online" again after a will said otherwise. It may publish
+	// and subscribe.
+	OnConnect func()
 }
+
+// DefaultKeepAlive is the MQTT keep alive when Options.KeepAlive is 0.
+const DefaultKeepAlive = 30 * time.Second
 
 // Bus is an MQTT client satisfying the bridge's Bus interface
 // (bridge/bus.go). Its methods are safe for concurrent use.
@@ -78,6 +102,9 @@ type Bus struct {
 	ackTimeout time.Duration
 	queueSize  int
 	dropped    atomic.Int64
+	out        outbox
+	warn       zerolog.Logger // rate-limited, for drops
+	onConnect2 func()
 	closed     atomic.Bool
 	closeOnce  sync.Once
 	ready      chan struct{} // closed when the first OnConnect is done
@@ -116,7 +143,7 @@ func New(opts Options) (*Bus, error) {
 	if opts.Broker == "" {
 		return nil, fmt.Errorf("%w: no Broker URL", ErrInvalidOptions)
 	}
-	if opts.ConnectTimeout < 0 || opts.AckTimeout < 0 || opts.MaxReconnectInterval < 0 || opts.QueueSize < 0 {
+	if opts.ConnectTimeout < 0 || opts.AckTimeout < 0 || opts.MaxReconnectInterval < 0 || opts.QueueSize < 0 || opts.KeepAlive < 0 {
 		return nil, fmt.Errorf("%w: negative timeout or queue size", ErrInvalidOptions)
 	}
 	connectTimeout := cmp.Or(opts.ConnectTimeout, DefaultConnectTimeout)
@@ -133,6 +160,17 @@ func New(opts Options) (*Bus, error) {
 		subs:       map[*sub]struct{}{},
 	}
 	b.log = opts.Logger.With().Str("broker", b.broker).Str("client_id", clientID).Logger()
+	b.warn = b.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
+	b.out.max = opts.Buffer
+	if opts.Buffer == 0 {
+		b.out.max = DefaultBuffer
+	}
+	b.onConnect2 = opts.OnConnect
+	if opts.Will.Topic != "" {
+		if err := dispatch.CheckPublish(opts.Will.Topic, opts.Will.QoS); err != nil {
+			return nil, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
+		}
+	}
 
 	po := paho.NewClientOptions().
 		AddBroker(opts.Broker).
@@ -151,7 +189,9 @@ func New(opts Options) (*Bus, error) {
 		SetOrderMatters(true).         // one router goroutine: per-publisher order
 		SetDefaultPublishHandler(b.route).
 		SetOnConnectHandler(b.onConnect).
+		SetKeepAlive(cmp.Or(opts.KeepAlive, DefaultKeepAlive)).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			b.out.down()
 			if b.enter() {
 				defer b.callbacks.Done()
 				b.log.Warn().Err(err).Msg("connection to broker lost; reconnecting")
@@ -165,6 +205,9 @@ func New(opts Options) (*Bus, error) {
 		})
 	if opts.TLSConfig != nil {
 		po.SetTLSConfig(opts.TLSConfig)
+	}
+	if w := opts.Will; w.Topic != "" {
+		po.SetBinaryWill(w.Topic, bytes.Clone(w.Payload), w.QoS, w.Retain)
 	}
 	b.client = paho.NewClient(po)
 
@@ -189,12 +232,12 @@ func New(opts Options) (*Bus, error) {
 
 // Publish sends payload to topic and waits for the broker's
 // acknowledgement (PUBACK/PUBCOMP for QoS 1/2; for QoS 0, until the
-// packet is written). The payload is copied before Publish returns. It
-// fails with ErrInvalidTopic, ErrInvalidQoS, ErrClosed, ErrNotConnected,
-// or ErrTimeout, after which the message may still be delivered (paho
-// keeps a QoS 1/2 message for after a reconnect). While paho reconnects,
-// a QoS 0 message is dropped and Publish returns nil (paho v1.5.1
-// client.go Publish); buffering across reconnects is a later issue.
+// packet is written). The payload is copied before Publish returns.
+// While the connection is down, the message is buffered instead (see
+// Options.Buffer) and Publish returns nil. It fails with
+// ErrInvalidTopic, ErrInvalidQoS, ErrClosed, or ErrTimeout, after which
+// the message may still be delivered (paho keeps a QoS 1/2 message for
+// after a reconnect).
 func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error {
 	if err := dispatch.CheckPublish(topic, qos); err != nil {
 		return err
@@ -203,11 +246,68 @@ func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error
 		return ErrClosed
 	}
 	// paho keeps the slice in its packet (and its store, for QoS > 0).
-	if err := b.wait(b.client.Publish(topic, qos, retain, bytes.Clone(payload))); err != nil {
-		return fmt.Errorf("mqttbus: publish %q: %w", topic, err)
+	m := Message{Topic: topic, Payload: bytes.Clone(payload), QoS: qos, Retain: retain}
+	// paho drops a QoS 0 message silently while it reconnects (v1.5.1
+	// client.go Publish), so a closed connection buffers before paho
+	// sees the message, not only once the lost handler ran.
+	if buffered, _ := b.buffer(m, !b.client.IsConnectionOpen()); buffered {
+		return nil
+	}
+	err := b.send(m)
+	if errors.Is(err, ErrNotConnected) {
+		b.buffer(m, true)
+		return nil
+	}
+	return err
+}
+
+// send publishes m and waits as Publish documents.
+func (b *Bus) send(m Message) error {
+	if err := b.wait(b.client.Publish(m.Topic, m.QoS, m.Retain, m.Payload)); err != nil {
+		return fmt.Errorf("mqttbus: publish %q: %w", m.Topic, err)
 	}
 	return nil
 }
+
+// buffer keeps m for after the reconnection if the connection is down
+// (or force), and reports whether it did.
+func (b *Bus) buffer(m Message, force bool) (buffered bool, dropped int) {
+	buffered, dropped = b.out.add(m, force)
+	if dropped > 0 {
+		b.warn.Warn().Int64("dropped_total", b.out.drops()).Int("buffer", b.out.max).
+			Msg("broker unreachable and publish buffer full: oldest publish dropped")
+	}
+	return buffered, dropped
+}
+
+// flush sends the buffered publishes, oldest first, until none is left
+// (the connection is then up) or one fails (it is down again, and the
+// next onConnect goes on).
+func (b *Bus) flush() {
+	n := 0
+	for {
+		m, ok := b.out.next()
+		if !ok {
+			break
+		}
+		if err := b.send(m); err != nil {
+			b.out.putBack(m)
+			b.log.Warn().Err(err).Int("sent", n).Msg("sending buffered publishes stopped")
+			return
+		}
+		n++
+	}
+	if n > 0 {
+		b.log.Info().Int("sent", n).Msg("buffered publishes sent")
+	}
+}
+
+// Buffered returns how many publishes wait for the connection.
+func (b *Bus) Buffered() int { return b.out.len() }
+
+// BufferDropped returns how many publishes were dropped, ever, because
+// the connection was down and the buffer full.
+func (b *Bus) BufferDropped() int64 { return b.out.drops() }
 
 // Subscribe calls handler for every message matching filter until the
 // returned unsubscribe is called or the Bus closes. Handler calls are
@@ -356,8 +456,21 @@ func (b *Bus) onConnect(c paho.Client) {
 		return
 	}
 	defer b.callbacks.Done()
-	defer b.readyOnce.Do(func() { close(b.ready) })
+	first := false
+	b.readyOnce.Do(func() { first = true })
+	b.resubscribe(c)
+	if first {
+		close(b.ready)
+	}
+	// Not under opMu: OnConnect may subscribe.
+	b.flush()
+	if !first && b.onConnect2 != nil {
+		b.onConnect2()
+	}
+}
 
+// resubscribe subscribes the fence topic and every filter held.
+func (b *Bus) resubscribe(c paho.Client) {
 	b.opMu.Lock()
 	defer b.opMu.Unlock()
 	b.mu.Lock()

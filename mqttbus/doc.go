@@ -4,8 +4,12 @@
 // New connects once, synchronously, and fails with an error naming the
 // broker URL; after that paho reconnects on its own and Bus subscribes
 // again every filter it holds, so subscriptions survive a broker restart.
-// Sessions are clean: messages published while the connection is down are
-// not delivered (reconnect buffering is a later issue).
+// Sessions are clean. Publishes made while the connection is down wait in
+// a bounded buffer (Options.Buffer) and go out in order once it is back,
+// the latest retained message of a topic only; past the bound the oldest
+// is dropped, counted and logged. A will (Options.Will) lets the broker
+// say the bridge is gone when it dies without a DISCONNECT, and
+// Options.OnConnect runs after each reconnection, to say it is back.
 //
 // Routing is Bus's, not paho's. paho keeps one handler per identical
 // filter (a second Subscribe replaces the first) and hands every
