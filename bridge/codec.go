@@ -55,19 +55,43 @@ type Frame struct {
 // left out of Pairs and listed in Refused, so the rest of the frame still
 // counts.
 func DecodeFrame(line []byte, schema devices.Schema) (Frame, error) {
+	var f Frame
+	if err := f.decode(line, schema); err != nil {
+		return Frame{}, err
+	}
+	return f, nil
+}
+
+// decode is DecodeFrame into f, reusing the arrays behind f.Pairs and
+// f.Refused: a session's reader decodes every frame into a pooled Frame,
+// so that a text report of known keys allocates nothing (the hot path of
+// a fleet reporting). After an error f holds no pairs.
+func (f *Frame) decode(line []byte, schema devices.Schema) error {
+	clear(f.Pairs)
+	clear(f.Refused)
+	*f = Frame{Pairs: f.Pairs[:0], Refused: f.Refused[:0]}
 	if !utf8.Valid(line) {
-		return Frame{}, ErrInvalidUTF8
+		return ErrInvalidUTF8
 	}
 	line = bytes.Trim(line, asciiSpace)
+	var err error
 	switch {
 	case len(line) == 0:
-		return Frame{}, fmt.Errorf("%w: empty", ErrMalformed)
+		err = fmt.Errorf("%w: empty", ErrMalformed)
 	case line[0] == '{':
-		return decodeJSON(line, schema, true)
+		var jf Frame
+		if jf, err = decodeJSON(line, schema, true); err == nil {
+			*f = jf
+		}
 	case isHello(line):
-		return decodeHello(line)
+		var hf Frame
+		if hf, err = decodeHello(line); err == nil {
+			*f = hf
+		}
+	default:
+		f.decodeText(line, schema)
 	}
-	return decodeText(line, schema), nil
+	return err
 }
 
 // asciiSpace is what DecodeFrame trims and what makes a line blank. Only
@@ -97,20 +121,50 @@ func decodeHello(line []byte) (Frame, error) {
 
 var errMalformedPair = &devices.ValueError{Reason: "malformed pair, want key=value"}
 
-func isSeparator(r rune) bool { return r == ' ' || r == '\t' || r == ',' || r == ';' }
+// isSeparator reports whether c separates pairs. All separators are
+// ASCII, which never occurs inside a multi-byte UTF-8 sequence, so a
+// frame can be split byte by byte.
+func isSeparator(c byte) bool { return c == ' ' || c == '\t' || c == ',' || c == ';' }
 
-func decodeText(line []byte, schema devices.Schema) Frame {
-	f := Frame{Dialect: DialectText}
-	for _, tok := range strings.FieldsFunc(string(line), isSeparator) {
-		i := strings.IndexAny(tok, "=:")
-		if i <= 0 {
-			f.Refused = append(f.Refused, errMalformedPair)
-			continue
+// decodeText splits line into pairs in place: no copy of the line, and
+// the known keys and their usual values are spelled from constants
+// (keyString, devices.Schema.FromTextBytes).
+func (f *Frame) decodeText(line []byte, schema devices.Schema) {
+	f.Dialect = DialectText
+	for len(line) > 0 {
+		end := 0
+		for end < len(line) && !isSeparator(line[end]) {
+			end++
 		}
-		v, err := schema.FromText(tok[:i], tok[i+1:])
-		f.add(tok[:i], v, err)
+		if tok := line[:end]; len(tok) > 0 {
+			i := bytes.IndexAny(tok, "=:")
+			if i <= 0 {
+				f.Refused = append(f.Refused, errMalformedPair)
+			} else {
+				key := keyString(tok[:i])
+				v, err := schema.FromTextBytes(key, tok[i+1:])
+				f.add(key, v, err)
+			}
+		}
+		line = line[min(end+1, len(line)):]
 	}
-	return f
+}
+
+// keyString is string(b) without a copy for the keys every lamp sends.
+// The registry keeps keys, so any other key is copied out of the read
+// buffer.
+func keyString(b []byte) string {
+	switch string(b) { // compared in place, not converted
+	case devices.KeyBrightness:
+		return devices.KeyBrightness
+	case devices.KeyAmbient:
+		return devices.KeyAmbient
+	case devices.KeyMode:
+		return devices.KeyMode
+	case devices.KeyPower:
+		return devices.KeyPower
+	}
+	return string(b)
 }
 
 func (f *Frame) add(key string, v devices.Value, err error) {

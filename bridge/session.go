@@ -300,7 +300,9 @@ func (c *session) handle(line []byte) error {
 	start := time.Now()
 	s := c.srv
 	schema := s.schema(c.id)
-	f, err := DecodeFrame(line, schema)
+	f := framePool.Get().(*Frame)
+	defer framePool.Put(f)
+	err := f.decode(line, schema)
 	// After the frame is handled: an identifying frame names the lamp
 	// whose topic it is mirrored on.
 	if s.opts.DebugMirror {
@@ -311,7 +313,7 @@ func (c *session) handle(line []byte) error {
 		// enough (a JSON hello with values, for a lamp with its own
 		// brightness_max) to decode twice.
 		if own := s.schema(f.ID); own != schema {
-			f, err = DecodeFrame(line, own)
+			err = f.decode(line, own)
 		}
 	}
 	switch {
@@ -324,7 +326,7 @@ func (c *session) handle(line []byte) error {
 		// identifying frame is the first the lamp speaks, so it sets the
 		// dialect its commands come back in.
 		c.dialect.Store(uint32(f.Dialect))
-		if err := c.hello(f); err != nil {
+		if err := c.hello(*f); err != nil {
 			return c.closeAfter(AppendError(nil, err), err)
 		}
 	case f.Hello && f.ID != c.id:
@@ -337,10 +339,7 @@ func (c *session) handle(line []byte) error {
 	accepted := len(f.Pairs)
 	if len(f.Pairs) > 0 {
 		over := s.opts.Registry.Report(c.id, c, f.Pairs, func(changed []devices.Pair, state []byte) {
-			for _, p := range changed {
-				s.publish(topics.Value(s.opts.Prefix, c.id, p.Key), []byte(p.Value.Text), true)
-			}
-			s.publish(topics.State(s.opts.Prefix, c.id), state, true)
+			c.publishReport(changed, state)
 			if s.opts.ObserveReport != nil {
 				s.opts.ObserveReport(time.Since(start))
 			}
@@ -365,6 +364,20 @@ func (c *session) handle(line []byte) error {
 		c.srv.stats.framesOK.Add(1)
 	}
 	return nil
+}
+
+// framePool holds the Frames that handle decodes into: their Pairs
+// arrays are reused, and an idle lamp holds none.
+var framePool = sync.Pool{New: func() any { return new(Frame) }}
+
+// publishReport publishes what a report changed: each changed key's
+// plain value on lamp/<id>/<key>, then the lamp's whole state.
+func (c *session) publishReport(changed []devices.Pair, state []byte) {
+	s := c.srv
+	for _, p := range changed {
+		s.publish(topics.Value(s.opts.Prefix, c.id, p.Key), []byte(p.Value.Text), true)
+	}
+	s.publish(topics.State(s.opts.Prefix, c.id), state, true)
 }
 
 // handshake completes a TLS handshake, if conn is TLS, within

@@ -77,7 +77,15 @@ func CheckKey(key string) error {
 
 // FromText validates a value written as plain text, as in a text frame
 // (brightness=512) or an MQTT payload on lamp/<id>/<key>/set.
-func (s Schema) FromText(key, text string) (Value, error) {
+func (s Schema) FromText(key, text string) (Value, error) { return fromText(s, key, text) }
+
+// FromTextBytes is FromText for a value still in a read buffer, which it
+// does not keep. The known keys' values are parsed where they lie and
+// spelled from constants (smallUints, the enum values), so a lamp's usual
+// report decodes without allocating; only a pass-through value is copied.
+func (s Schema) FromTextBytes(key string, text []byte) (Value, error) { return fromText(s, key, text) }
+
+func fromText[T string | []byte](s Schema, key string, text T) (Value, error) {
 	if err := CheckKey(key); err != nil {
 		return Value{}, err
 	}
@@ -95,14 +103,15 @@ func (s Schema) FromText(key, text string) (Value, error) {
 		}
 		return ambient(n)
 	case KeyMode:
-		return enum(key, text, "auto", "manual")
+		return enum(key, text, modeAuto, modeManual)
 	case KeyPower:
-		return enum(key, text, "on", "off")
+		return enum(key, text, powerOn, powerOff)
 	}
-	if err := checkText(key, text); err != nil {
+	t := string(text)
+	if err := checkText(key, t); err != nil {
 		return Value{}, err
 	}
-	return Value{Text: text, JSON: textToJSON(text)}, nil
+	return Value{Text: t, JSON: textToJSON(t)}, nil
 }
 
 // FromJSON validates a value written as a JSON literal, as in a JSON
@@ -127,9 +136,9 @@ func (s Schema) FromJSON(key string, raw []byte) (Value, error) {
 			return Value{}, refuse(key, "not a string")
 		}
 		if key == KeyMode {
-			return enum(key, str, "auto", "manual")
+			return enum(key, str, modeAuto, modeManual)
 		}
-		return enum(key, str, "on", "off")
+		return enum(key, str, powerOn, powerOff)
 	}
 	if len(raw) > 0 && raw[0] == '"' {
 		var str string
@@ -211,7 +220,7 @@ func (s Schema) brightness(n uint64) (Value, error) {
 	if n > uint64(max) {
 		return Value{}, refuse(KeyBrightness, "out of range 0.."+strconv.Itoa(max))
 	}
-	t := strconv.FormatUint(n, 10)
+	t := uintText(n)
 	return Value{Text: t, JSON: t}, nil
 }
 
@@ -219,24 +228,61 @@ func ambient(n uint64) (Value, error) {
 	if n > maxAmbient {
 		return Value{}, refuse(KeyAmbient, "too large")
 	}
-	t := strconv.FormatUint(n, 10)
+	t := uintText(n)
 	return Value{Text: t, JSON: t}, nil
 }
 
-func enum(key, text string, a, b string) (Value, error) {
-	switch {
-	case strings.EqualFold(text, a):
-		return Value{Text: a, JSON: `"` + a + `"`}, nil
-	case strings.EqualFold(text, b):
-		return Value{Text: b, JSON: `"` + b + `"`}, nil
+// smallUints spells 0..1023, every brightness of the default lamp and
+// every reading of an ESP8266's 10-bit ADC (ambient), as substrings of
+// one 3.9 KB string: a report of them allocates no text.
+var smallUints = func() (t [DefaultBrightnessMax + 1]string) {
+	var b []byte
+	var ends [len(t)]int
+	for i := range t {
+		b = strconv.AppendUint(b, uint64(i), 10)
+		ends[i] = len(b)
 	}
-	return Value{}, refuse(key, "must be "+a+" or "+b)
+	all, start := string(b), 0
+	for i := range t {
+		t[i] = all[start:ends[i]]
+		start = ends[i]
+	}
+	return t
+}()
+
+// uintText is strconv.FormatUint(n, 10), without allocating for n in
+// smallUints.
+func uintText(n uint64) string {
+	if n < uint64(len(smallUints)) {
+		return smallUints[n]
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// The values of the enum keys, spelled once.
+var (
+	modeAuto   = Value{Text: "auto", JSON: `"auto"`}
+	modeManual = Value{Text: "manual", JSON: `"manual"`}
+	powerOn    = Value{Text: "on", JSON: `"on"`}
+	powerOff   = Value{Text: "off", JSON: `"off"`}
+)
+
+func enum[T string | []byte](key string, text T, a, b Value) (Value, error) {
+	// The string conversion does not escape, so it costs no allocation
+	// for a short []byte.
+	switch {
+	case strings.EqualFold(string(text), a.Text):
+		return a, nil
+	case strings.EqualFold(string(text), b.Text):
+		return b, nil
+	}
+	return Value{}, refuse(key, "must be "+a.Text+" or "+b.Text)
 }
 
 // parseUint accepts only decimal digits: no sign, no spaces, no hex, so
 // that "0x10" or "+5" from a confused firmware is refused, not guessed.
-func parseUint(s string) (uint64, bool) {
-	if s == "" || len(s) > 19 {
+func parseUint[T string | []byte](s T) (uint64, bool) {
+	if len(s) == 0 || len(s) > 19 {
 		return 0, false
 	}
 	var n uint64
@@ -253,7 +299,7 @@ func parseUint(s string) (uint64, bool) {
 // jsonUint accepts a JSON number with an integral, non-negative value, so
 // 512 and 512.0 (what some JSON encoders write) both work.
 func jsonUint(raw []byte) (uint64, bool) {
-	if n, ok := parseUint(string(raw)); ok {
+	if n, ok := parseUint(raw); ok {
 		return n, true
 	}
 	if len(raw) == 0 || !(raw[0] >= '0' && raw[0] <= '9') {

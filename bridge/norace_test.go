@@ -1,0 +1,6 @@
+package bridge
+
+// raceEnabled is set when the tests run under -race (race_test.go), where
+// sync.Pool drops items at random, so allocation counts through a pool
+// are not deterministic.
+var raceEnabled bool
