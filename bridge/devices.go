@@ -73,9 +73,15 @@ func (s *Server) SetDevices(f *devices.File) Changes {
 		}
 		ch.Added = append(ch.Added, c.ID)
 		id := c.ID
-		if err := s.opts.Registry.Declare(id, func() {
+		announce := func() {
 			s.publish(topics.Availability(prefix, id), []byte(topics.Offline), true)
-		}); err != nil {
+		}
+		if s.opts.Custody != nil {
+			// Another bridge of the cluster may hold it: its availability
+			// is the holder's to say.
+			announce = func() {}
+		}
+		if err := s.opts.Registry.Declare(id, announce); err != nil {
 			s.log.Warn().Err(err).Str("device", id).Msg("device not declared")
 		}
 		s.startDialer(c)

@@ -13,7 +13,7 @@ import (
 func (g *Gateway) mountAPILocked(mux *http.ServeMux) {
 	a, err := api.New(api.Options{
 		Registry:       g.bridge.Registry(),
-		Bus:            g.broker.Bus(),
+		Bus:            g.bus,
 		Prefix:         g.opts.TopicPrefix,
 		Devices:        g.devs.Load,
 		Users:          g.users,

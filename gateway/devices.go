@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,6 +29,16 @@ func (g *Gateway) readDevices() (*devices.File, []byte, error) {
 		return nil, nil, &devices.FileError{File: g.opts.DevicesFile, Err: err}
 	}
 	f, err := devices.ParseFile(g.opts.DevicesFile, data)
+	if err == nil && g.opts.BrokerURL != "" {
+		for _, c := range f.Devices {
+			if c.Dial != "" {
+				// Every instance would dial it, each taking it from the
+				// others in turn.
+				return nil, nil, &devices.FileError{File: g.opts.DevicesFile,
+					Err: fmt.Errorf("device %q: dial is for a single gateway; with --broker-url let the lamp connect through the load balancer instead", c.ID)}
+			}
+		}
+	}
 	return f, data, err
 }
 

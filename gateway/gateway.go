@@ -16,10 +16,12 @@ import (
 	"github.com/lampgw/lampgw/auth"
 	"github.com/lampgw/lampgw/bridge"
 	"github.com/lampgw/lampgw/broker"
+	"github.com/lampgw/lampgw/cluster"
 	"github.com/lampgw/lampgw/devices"
 	"github.com/lampgw/lampgw/hadiscovery"
 	"github.com/lampgw/lampgw/internal/tlsconf"
 	"github.com/lampgw/lampgw/metrics"
+	"github.com/lampgw/lampgw/mqttbus"
 	"github.com/lampgw/lampgw/store"
 	"github.com/lampgw/lampgw/topics"
 )
@@ -103,6 +105,27 @@ type Options struct {
 	// HAPrefix is Home Assistant's discovery prefix; "" means
 	// "homeassistant". It may not overlap TopicPrefix or lampgw/.
 	HAPrefix string
+	// BrokerURL, if not "", runs the gateway as one instance of a
+	// cluster on that external MQTT broker (package cluster):
+	// mqtt://host:1883, mqtts://, ws:// or wss://. There is no embedded
+	// broker then, so MQTTAddr, WSAddr, MQTTSAddr, WSSAddr and DataDir
+	// must be "" (apps use the external broker, which keeps the state).
+	BrokerURL string
+	// BrokerUsername and BrokerPassword log in to BrokerURL; "" means
+	// anonymous. BrokerCAFile, if not "", holds the PEM CA certificates
+	// that sign the broker's certificate (mqtts://, wss://); "" means the
+	// system's.
+	BrokerUsername, BrokerPassword, BrokerCAFile string
+	// InstanceID names this instance in the cluster (its MQTT client id
+	// is lampgw-<InstanceID>, its status lampgw/<InstanceID>/status);
+	// required with BrokerURL, see cluster.CheckInstance.
+	InstanceID string
+	// BrokerKeepAlive is the MQTT keep alive to BrokerURL; 0 means 30s.
+	// Lamps of a dead instance go offline within 1.5 times it.
+	BrokerKeepAlive time.Duration
+	// BrokerBuffer is how many publishes are kept while BrokerURL is
+	// unreachable; 0 means 10000, see mqttbus.Options.Buffer.
+	BrokerBuffer int
 	// Logger receives every log line, the broker's included.
 	Logger zerolog.Logger
 }
@@ -142,10 +165,16 @@ type Gateway struct {
 	opts Options
 	log  zerolog.Logger
 
-	mu       sync.Mutex
-	started  bool
-	broker   *broker.Broker
-	bridge   *bridge.Server
+	mu      sync.Mutex
+	started bool
+	broker  *broker.Broker
+	bridge  *bridge.Server
+	// bus is the broker's: the embedded one's InlineBus, or in cluster
+	// mode (Options.BrokerURL) the connection to the external broker,
+	// with coord its part in the cluster.
+	bus      bridge.Bus
+	coord    *cluster.Coordinator
+	ext      *mqttbus.Bus
 	bridgeLn net.Listener
 	httpSrv  *http.Server
 	httpLn   net.Listener
@@ -202,6 +231,9 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	if err := checkDataDir(opts.DataDir); err != nil {
+		return nil, err
+	}
+	if err := checkCluster(&opts); err != nil {
 		return nil, err
 	}
 	g := &Gateway{opts: opts, log: opts.Logger}
@@ -264,47 +296,23 @@ func (g *Gateway) Start() (err error) {
 	if err := g.listenTLSLocked(); err != nil {
 		return err
 	}
-	acl, err := auth.NewACL(g.opts.TopicPrefix)
-	if err != nil {
-		return err
-	}
-	g.broker, err = broker.New(broker.Options{
-		ACL:            acl,
-		Users:          g.users,
-		MQTTAddr:       g.opts.MQTTAddr,
-		WSAddr:         g.opts.WSAddr,
-		MQTTSAddr:      g.opts.MQTTSAddr,
-		WSSAddr:        g.opts.WSSAddr,
-		TLSConfig:      g.tlsConfig(),
-		Logger:         g.log.With().Str("component", "broker").Logger(),
-		IsCommandTopic: g.isCommandTopic,
-		AllowAnonymous: g.opts.AllowAnonymous,
-		MaxPacketSize:  g.opts.MaxPacketSize,
-		// Loaded in broker.Start, with every stale online rewritten,
-		// before the MQTT listeners accept.
-		Storage:         g.brokerStorage(),
-		RestoreRetained: g.restoreRetained,
-	})
-	if err != nil {
-		return err
-	}
-	if err := g.broker.Start(); err != nil {
-		var le *broker.ListenError
-		if errors.As(err, &le) {
-			setting, value := "mqtt-addr", g.opts.MQTTAddr
-			switch le.Listener {
-			case "ws":
-				setting, value = "ws-addr", g.opts.WSAddr
-			case "mqtts":
-				setting, value = "mqtts-addr", g.opts.MQTTSAddr
-			case "wss":
-				setting, value = "wss-addr", g.opts.WSSAddr
-			}
-			return &SettingError{Setting: setting, Value: value, Err: le.Err}
+	var (
+		bus     bridge.Bus
+		store   devices.Store
+		custody bridge.Custody
+	)
+	if g.opts.BrokerURL != "" {
+		if bus, err = g.connectClusterLocked(); err != nil {
+			return err
 		}
-		return err
+		store, custody = g.coord.Store(), g.coord
+	} else {
+		if err := g.startBrokerLocked(); err != nil {
+			return err
+		}
+		bus, store = g.broker.Bus(), g.pendingStore()
 	}
-	bus := g.broker.Bus()
+	g.bus = bus
 	g.metrics = g.newMetrics()
 	g.bridge, err = bridge.NewServer(bridge.Options{
 		ObserveReport: g.metrics.ObserveReport,
@@ -314,7 +322,7 @@ func (g *Gateway) Start() (err error) {
 			ConfirmTimeout: g.opts.ConfirmTimeout,
 			CommandTTL:     g.opts.CommandTTL,
 			MaxRate:        g.opts.LampMaxRate,
-			Store:          g.pendingStore(),
+			Store:          store,
 			OnStoreError:   g.onStoreError,
 		},
 		Prefix:              g.opts.TopicPrefix,
@@ -327,12 +335,19 @@ func (g *Gateway) Start() (err error) {
 		MaxConnsPerAddr:     g.opts.MaxLampsPerAddr,
 		FrameRate:           g.opts.LampFrameRate,
 		AdmitRate:           g.opts.LampAdmitRate,
+		Custody:             custody,
 		Logger:              g.log.With().Str("component", "bridge").Logger(),
 	})
 	if err != nil {
 		return err
 	}
-	if err := bus.Publish(topics.GatewayStatus, []byte(topics.Online), 0, true); err != nil {
+	if g.coord != nil {
+		// Its own status topic, lampgw/<instance>/status, is the one
+		// its will covers; lampgw/status belongs to a single gateway.
+		if err := g.coord.Start(g.bridge); err != nil {
+			return err
+		}
+	} else if err := bus.Publish(topics.GatewayStatus, []byte(topics.Online), 0, true); err != nil {
 		return err
 	}
 	if err := g.startDiscoveryLocked(bus); err != nil {
@@ -376,6 +391,51 @@ func (g *Gateway) Start() (err error) {
 				g.log.Error().Err(err).Str("addr", ln.Addr().String()).Msg("http listener stopped")
 			}
 		}()
+	}
+	return nil
+}
+
+// startBrokerLocked starts the embedded broker and its MQTT listeners.
+func (g *Gateway) startBrokerLocked() error {
+	acl, err := auth.NewACL(g.opts.TopicPrefix)
+	if err != nil {
+		return err
+	}
+	g.broker, err = broker.New(broker.Options{
+		ACL:            acl,
+		Users:          g.users,
+		MQTTAddr:       g.opts.MQTTAddr,
+		WSAddr:         g.opts.WSAddr,
+		MQTTSAddr:      g.opts.MQTTSAddr,
+		WSSAddr:        g.opts.WSSAddr,
+		TLSConfig:      g.tlsConfig(),
+		Logger:         g.log.With().Str("component", "broker").Logger(),
+		IsCommandTopic: g.isCommandTopic,
+		AllowAnonymous: g.opts.AllowAnonymous,
+		MaxPacketSize:  g.opts.MaxPacketSize,
+		// Loaded in broker.Start, with every stale online rewritten,
+		// before the MQTT listeners accept.
+		Storage:         g.brokerStorage(),
+		RestoreRetained: g.restoreRetained,
+	})
+	if err != nil {
+		return err
+	}
+	if err := g.broker.Start(); err != nil {
+		var le *broker.ListenError
+		if errors.As(err, &le) {
+			setting, value := "mqtt-addr", g.opts.MQTTAddr
+			switch le.Listener {
+			case "ws":
+				setting, value = "ws-addr", g.opts.WSAddr
+			case "mqtts":
+				setting, value = "mqtts-addr", g.opts.MQTTSAddr
+			case "wss":
+				setting, value = "wss-addr", g.opts.WSSAddr
+			}
+			return &SettingError{Setting: setting, Value: value, Err: le.Err}
+		}
+		return err
 	}
 	return nil
 }
@@ -444,7 +504,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		// (/readyz, /metrics) read the gateway's parts under it.
 		g.mu.Lock()
 		g.stopping = true
-		br, httpSrv, bk := g.bridge, g.httpSrv, g.broker
+		br, httpSrv, bk, coord, ext := g.bridge, g.httpSrv, g.broker, g.coord, g.ext
 		g.mu.Unlock()
 		if br != nil {
 			g.shutErr = br.Shutdown(ctx)
@@ -454,6 +514,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 				g.shutErr = err
 			}
 		}
+		leaveCluster(coord, ext)
 		if bk != nil {
 			bk.Bus().Publish(topics.GatewayStatus, []byte(topics.Offline), 0, true)
 			// Let connected apps read the offlines before the broker
@@ -492,6 +553,7 @@ func (g *Gateway) closeLocked() {
 	if g.broker != nil {
 		g.broker.Close()
 	}
+	leaveCluster(g.coord, g.ext)
 	g.closeStoreLocked()
 }
 

@@ -46,10 +46,14 @@ func (g *Gateway) ready() (bool, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
-	case !g.started || g.broker == nil || g.bridge == nil:
+	case !g.started || g.bus == nil || g.bridge == nil:
 		return false, "starting"
 	case g.stopping:
 		return false, "shutting down"
+	case g.ext != nil && !g.ext.Connected():
+		// A load balancer should send lamps to an instance that can
+		// reach the broker.
+		return false, "broker unreachable"
 	}
 	return true, "ok"
 }

@@ -302,6 +302,12 @@ func (b *Bus) flush() {
 	}
 }
 
+// Broker is the broker URL without its password, for messages.
+func (b *Bus) Broker() string { return b.broker }
+
+// Connected reports whether the connection to the broker is up now.
+func (b *Bus) Connected() bool { return b.client.IsConnectionOpen() }
+
 // Buffered returns how many publishes wait for the connection.
 func (b *Bus) Buffered() int { return b.out.len() }
 

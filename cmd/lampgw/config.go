@@ -8,6 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/url"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/lampgw/lampgw/cluster"
 	"github.com/lampgw/lampgw/hadiscovery"
 	"github.com/lampgw/lampgw/internal/flagenv"
 	"github.com/lampgw/lampgw/topics"
@@ -57,6 +61,13 @@ const (
 	flagLampAdmitRate   = "lamp-admit-rate"
 	flagHADiscovery     = "ha-discovery"
 	flagHAPrefix        = "ha-prefix"
+	flagBrokerURL       = "broker-url"
+	flagBrokerUser      = "broker-username"
+	flagBrokerPassword  = "broker-password"
+	flagBrokerCA        = "broker-ca"
+	flagInstanceID      = "instance-id"
+	flagBrokerKeepAlive = "broker-keepalive"
+	flagBrokerBuffer    = "broker-buffer"
 	flagLogLevel        = "log-level"
 	flagLogFormat       = "log-format"
 )
@@ -127,6 +138,14 @@ type config struct {
 	// HAPrefix.
 	HADiscovery bool
 	HAPrefix    string
+	// Cluster mode: an external broker instead of the embedded one.
+	BrokerURL       string
+	BrokerUser      string
+	BrokerPassword  string
+	BrokerCA        string
+	InstanceID      string
+	BrokerKeepAlive time.Duration
+	BrokerBuffer    int
 }
 
 func defaultConfig() config {
@@ -152,6 +171,9 @@ func defaultConfig() config {
 		HAPrefix:        hadiscovery.DefaultPrefix,
 		LogLevel:        "info",
 		LogFormat:       "auto",
+		InstanceID:      defaultInstance(),
+		BrokerKeepAlive: 30 * time.Second,
+		BrokerBuffer:    10000,
 	}
 }
 
@@ -195,6 +217,13 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.Float64Var(&cfg.LampMaxRate, flagLampMaxRate, cfg.LampMaxRate, "most command frames per `second` written to one lamp; faster commands are coalesced, the newest per key winning; 0: no limit")
 	flags.BoolVar(&cfg.HADiscovery, flagHADiscovery, cfg.HADiscovery, "publish Home Assistant MQTT discovery configs for every lamp (--ha-discovery=false: none)")
 	flags.StringVar(&cfg.HAPrefix, flagHAPrefix, cfg.HAPrefix, "Home Assistant's MQTT discovery `prefix`; its birth message is read on <prefix>/status")
+	flags.StringVar(&cfg.BrokerURL, flagBrokerURL, cfg.BrokerURL, "external MQTT broker `url` (mqtt://host:1883, mqtts://, ws://, wss://): run as one instance of a cluster on it, with no embedded broker (see docs/scale-out.md)")
+	flags.StringVar(&cfg.BrokerUser, flagBrokerUser, cfg.BrokerUser, "`user` name to log in to --broker-url")
+	flags.StringVar(&cfg.BrokerPassword, flagBrokerPassword, cfg.BrokerPassword, "`password` to log in to --broker-url; prefer "+envName(flagBrokerPassword)+" to a flag that ps shows")
+	flags.StringVar(&cfg.BrokerCA, flagBrokerCA, cfg.BrokerCA, "PEM `file` of CA certificates for an mqtts:// or wss:// --broker-url; default: the system's")
+	flags.StringVar(&cfg.InstanceID, flagInstanceID, cfg.InstanceID, "this instance's `id` in the cluster: MQTT client lampgw-<id>, status lampgw/<id>/status; default: the host name")
+	flags.DurationVar(&cfg.BrokerKeepAlive, flagBrokerKeepAlive, cfg.BrokerKeepAlive, "MQTT keep alive to --broker-url; a dead instance's lamps go offline within 1.5 times this `duration`")
+	flags.IntVar(&cfg.BrokerBuffer, flagBrokerBuffer, cfg.BrokerBuffer, "publishes kept while --broker-url is unreachable (the latest per retained topic); past it the oldest are dropped and counted")
 	flags.StringVar(&cfg.LogLevel, flagLogLevel, cfg.LogLevel, "`level`: "+strings.Join(logLevels, "|"))
 	flags.StringVar(&cfg.LogFormat, flagLogFormat, cfg.LogFormat, "`format`: "+strings.Join(logFormats, "|")+"; auto is console on a terminal, else json")
 	return flags
@@ -250,6 +279,17 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("unexpected argument %q: lampgw takes only flags", flags.Arg(0))
 	}
 
+	if cfg.BrokerURL != "" {
+		// The embedded broker's settings have defaults; with an external
+		// broker only those given on purpose are an error (gateway.New).
+		set := map[string]bool{}
+		flags.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]*string{flagMQTTAddr: &cfg.MQTTAddr, flagWSAddr: &cfg.WSAddr, flagDataDir: &cfg.DataDir} {
+			if !set[name] {
+				*v = ""
+			}
+		}
+	}
 	for _, addr := range []*string{&cfg.MQTTAddr, &cfg.WSAddr, &cfg.HTTPAddr, &cfg.BridgeAddr,
 		&cfg.MQTTSAddr, &cfg.WSSAddr, &cfg.HTTPSAddr, &cfg.BridgeTLSAddr} {
 		if strings.EqualFold(*addr, addrOff) {
@@ -328,6 +368,21 @@ func (c config) validate() error {
 	}
 	if c.LampFrameRate < 0 || c.LampFrameRate > 100000 {
 		return fmt.Errorf("%s: must be between 0 (no limit) and 100000, got %v", flagLampFrameRate, c.LampFrameRate)
+	}
+	if c.BrokerURL != "" {
+		u, err := url.Parse(c.BrokerURL)
+		if err != nil || u.Host == "" || !slices.Contains([]string{"mqtt", "mqtts", "tcp", "ssl", "ws", "wss"}, u.Scheme) {
+			return fmt.Errorf("%s: must be mqtt://host:port, mqtts://, ws:// or wss://, got %q", flagBrokerURL, redactURL(c.BrokerURL))
+		}
+		if err := cluster.CheckInstance(c.InstanceID); err != nil {
+			return fmt.Errorf("%s: must be 1 to 64 of A-Z a-z 0-9 _ - and not a reserved word, got %q", flagInstanceID, c.InstanceID)
+		}
+	}
+	if c.BrokerKeepAlive < time.Second || c.BrokerKeepAlive > time.Hour {
+		return fmt.Errorf("%s: must be between 1s and 1h, got %v", flagBrokerKeepAlive, c.BrokerKeepAlive)
+	}
+	if c.BrokerBuffer < 0 || c.BrokerBuffer > 10_000_000 {
+		return fmt.Errorf("%s: must be between 0 and 10000000, got %d", flagBrokerBuffer, c.BrokerBuffer)
 	}
 	if err := oneOf(flagLogLevel, c.LogLevel, logLevels); err != nil {
 		return err
@@ -455,4 +510,35 @@ file: - {name: "<user>", role: app, hash: "$2a$10$..."}.
 
 `)
 	flagenv.PrintTable(w, flags, envPrefix)
+}
+
+// defaultInstance is the host name made a valid instance id: other
+// characters (the dots of a domain) become '-', cut to 64.
+func defaultInstance() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "lampgw"
+	}
+	b := []byte(h)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	id := string(b[:min(len(b), 64)])
+	if cluster.CheckInstance(id) != nil {
+		return "lampgw-" + id[:min(len(id), 57)]
+	}
+	return id
+}
+
+// redactURL hides a password in a URL for an error message.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	if strings.Contains(raw, "@") {
+		return "(unparsable URL with credentials)"
+	}
+	return raw
 }

@@ -102,6 +102,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		LampAdmitRate:        frameRate(cfg.LampAdmitRate),
 		HADiscovery:          cfg.HADiscovery,
 		HAPrefix:             cfg.HAPrefix,
+		BrokerURL:            cfg.BrokerURL,
+		BrokerUsername:       cfg.BrokerUser,
+		BrokerPassword:       cfg.BrokerPassword,
+		BrokerCAFile:         cfg.BrokerCA,
+		InstanceID:           cfg.InstanceID,
+		BrokerKeepAlive:      cfg.BrokerKeepAlive,
+		BrokerBuffer:         brokerBuffer(cfg.BrokerBuffer),
 		Logger:               logger,
 	})
 	if err != nil {
@@ -183,4 +190,12 @@ func addrString(a net.Addr) string {
 func fail(stderr io.Writer, err error) {
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	fmt.Fprintf(stderr, "lampgw: %s\n", msg)
+}
+
+// brokerBuffer maps --broker-buffer 0 (none) to mqttbus's "no buffer".
+func brokerBuffer(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

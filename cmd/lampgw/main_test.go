@@ -137,6 +137,13 @@ func TestParseConfigPrecedence(t *testing.T) {
 					"LAMPGW_TLS_CLIENT_CA":          "/etc/lampgw/ca.pem",
 					"LAMPGW_HA_DISCOVERY":           "false",
 					"LAMPGW_HA_PREFIX":              "ha",
+					"LAMPGW_BROKER_URL":             "mqtt://emqx:1883",
+					"LAMPGW_BROKER_USERNAME":        "gw",
+					"LAMPGW_BROKER_PASSWORD":        "s3cret",
+					"LAMPGW_BROKER_CA":              "/etc/lampgw/broker-ca.pem",
+					"LAMPGW_INSTANCE_ID":            "gw-1",
+					"LAMPGW_BROKER_KEEPALIVE":       "10s",
+					"LAMPGW_BROKER_BUFFER":          "5",
 				},
 			},
 			want: func(c *config) {
@@ -150,6 +157,8 @@ func TestParseConfigPrecedence(t *testing.T) {
 					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
 					TLSCert: "/etc/lampgw/cert.pem", TLSKey: "/etc/lampgw/key.pem", TLSClientCA: "/etc/lampgw/ca.pem",
 					HADiscovery: false, HAPrefix: "ha",
+					BrokerURL: "mqtt://emqx:1883", BrokerUser: "gw", BrokerPassword: "s3cret", BrokerCA: "/etc/lampgw/broker-ca.pem",
+					InstanceID: "gw-1", BrokerKeepAlive: 10 * time.Second, BrokerBuffer: 5,
 				}
 			},
 		},
@@ -190,6 +199,13 @@ tls-key: key.pem
 tls-client-ca: ca.pem
 ha-discovery: false
 ha-prefix: home/ha
+broker-url: mqtts://emqx:8883
+broker-username: gw
+broker-password: s3cret
+broker-ca: broker-ca.pem
+instance-id: gw_2
+broker-keepalive: 1m
+broker-buffer: 0
 `,
 			},
 			want: func(c *config) {
@@ -204,6 +220,8 @@ ha-prefix: home/ha
 					MQTTSAddr: "127.0.0.1:5", WSSAddr: "127.0.0.1:6", HTTPSAddr: "127.0.0.1:7", BridgeTLSAddr: "127.0.0.1:8",
 					TLSCert: "cert.pem", TLSKey: "key.pem", TLSClientCA: "ca.pem",
 					HADiscovery: false, HAPrefix: "home/ha",
+					BrokerURL: "mqtts://emqx:8883", BrokerUser: "gw", BrokerPassword: "s3cret", BrokerCA: "broker-ca.pem",
+					InstanceID: "gw_2", BrokerKeepAlive: time.Minute, BrokerBuffer: 0,
 				}
 			},
 		},
@@ -217,6 +235,14 @@ ha-prefix: home/ha
 			want: func(c *config) {
 				c.ConfigFile, c.MQTTAddr, c.WSAddr, c.HTTPAddr, c.BridgeAddr = "$CONFIG", "", "", "", ""
 			},
+		},
+		{
+			// The embedded broker's defaults give way to an external
+			// broker; what is given on purpose stays, for gateway.New to
+			// refuse with its reason.
+			configCase: configCase{name: "broker-url clears the embedded broker's defaults",
+				args: []string{"--broker-url", "mqtt://127.0.0.1:1883", "--ws-addr", ":9001"}},
+			want: func(c *config) { c.BrokerURL, c.MQTTAddr, c.WSAddr, c.DataDir = "mqtt://127.0.0.1:1883", "", ":9001", "" },
 		},
 		{
 			configCase: configCase{name: "empty flag disables", args: []string{"--ws-addr="}},
@@ -265,6 +291,31 @@ func TestParseConfigErrors(t *testing.T) {
 		setting string // the error must name it
 		want    string // the error text, or its start when it ends in "..."
 	}{
+		{
+			configCase: configCase{name: "broker-url not a URL", args: []string{"--broker-url", "emqx:1883"}},
+			setting:    "broker-url",
+			want:       `broker-url: must be mqtt://host:port, mqtts://, ws:// or wss://, got "emqx:1883"`,
+		},
+		{
+			configCase: configCase{name: "broker-url password not shown", args: []string{"--broker-url", "http://u:hunter2@emqx:1883"}},
+			setting:    "broker-url",
+			want:       `broker-url: must be mqtt://host:port, mqtts://, ws:// or wss://, got "http://u:xxxxx@emqx:1883"`,
+		},
+		{
+			configCase: configCase{name: "instance-id with a slash", args: []string{"--broker-url", "mqtt://emqx:1883", "--instance-id", "a/b"}},
+			setting:    "instance-id",
+			want:       `instance-id: must be 1 to 64 of A-Z a-z 0-9 _ - and not a reserved word, got "a/b"`,
+		},
+		{
+			configCase: configCase{name: "instance-id reserved", args: []string{"--broker-url", "mqtt://emqx:1883", "--instance-id", "holders"}},
+			setting:    "instance-id",
+			want:       `instance-id: must be 1 to 64 of A-Z a-z 0-9 _ - and not a reserved word, got "holders"`,
+		},
+		{
+			configCase: configCase{name: "broker-keepalive too short", args: []string{"--broker-keepalive", "100ms"}},
+			setting:    "broker-keepalive",
+			want:       `broker-keepalive: must be between 1s and 1h, got 100ms`,
+		},
 		{
 			configCase: configCase{name: "max-frame too small", args: []string{"--max-frame", "5"}},
 			setting:    "max-frame",
