@@ -242,7 +242,9 @@ broker-buffer: 0
 			// refuse with its reason.
 			configCase: configCase{name: "broker-url clears the embedded broker's defaults",
 				args: []string{"--broker-url", "mqtt://127.0.0.1:1883", "--ws-addr", ":9001"}},
-			want: func(c *config) { c.BrokerURL, c.MQTTAddr, c.WSAddr, c.DataDir = "mqtt://127.0.0.1:1883", "", ":9001", "" },
+			want: func(c *config) {
+				c.BrokerURL, c.MQTTAddr, c.WSAddr, c.DataDir = "mqtt://127.0.0.1:1883", "", ":9001", ""
+			},
 		},
 		{
 			configCase: configCase{name: "empty flag disables", args: []string{"--ws-addr="}},
