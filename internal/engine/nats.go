@@ -17,11 +17,13 @@ package engine
 //     closes the connection (nats-server#4705 describes 2.9's behaviour
 //     as the one its reject_qos2_publish option restores). lampgw
 //     publishes at QoS 0 and 1 only.
-//   - Topics become NATS subjects: "/" is ".", so a topic with a "."
-//     in it is refused before 2.10 (nats-server#4243 added the "//"
-//     escape), as is one with a space or an empty level at the start or
-//     end ("/a", "a/"). lampgw's topics have none of them; lamp ids are
-//     checked by topics.ValidID.
+//   - Topics become NATS subjects: "/" is ".", so before 2.10
+//     (nats-server#4243 added the "//" escape) a topic with a "." or a
+//     space is refused: SUBSCRIBE gets return code 0x80, and a PUBLISH
+//     closes the connection (checked against 2.9.10; empty levels, as
+//     in "/a" or "a//b", work). Lamp ids cannot hold either
+//     (topics.ValidID); an instance id made from a dotted host name
+//     would.
 //   - Retained messages live in a stream every server reads; a message
 //     retained through one node reaches a subscriber on another once that
 //     node has read it from the stream, so a retained write followed at
