@@ -217,3 +217,25 @@ func (c *session) limitFrames() bool {
 		return false
 	}
 }
+
+// waitAdmit waits for the lamp's turn to identify (Options.AdmitRate),
+// but not past the connection's end; it returns false if the connection
+// ended first, giving the turn back. It is rate.Limiter.Wait with the
+// session's done channel for a context, which no idle lamp then has to
+// hold.
+func (c *session) waitAdmit() bool {
+	r := c.srv.admit.Reserve()
+	d := r.Delay()
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.done:
+		r.Cancel()
+		return false
+	}
+}

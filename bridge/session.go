@@ -22,10 +22,15 @@ import (
 // session is one lamp connection. The reader (run) owns id, bad and the
 // framer; the writer goroutine owns all writes to conn. Other goroutines
 // reach the lamp only through Deliver, which never blocks.
+//
+// An idle lamp costs what its session holds while it waits, times the
+// fleet, so the session holds little: the writer goroutine runs only
+// while there is something to write, the framer's buffer is small until a
+// long frame comes, the logger's fields are added per event, and no
+// context is made for it.
 type session struct {
 	srv  *Server
 	conn net.Conn
-	log  zerolog.Logger
 
 	id      string
 	bad     int
@@ -38,32 +43,48 @@ type session struct {
 	// limiter paces the reader (Options.FrameRate); nil means no limit.
 	limiter *rate.Limiter
 
-	// out carries whole frames to the writer. A frame with last set asks
-	// the writer to close the connection once everything before it is
-	// written.
-	out       chan outFrame
-	closing   error // why the reader asked the writer to close; set before the nil frame
+	// wq is the write queue: whole frames for the writer, at most
+	// Options.WriteQueue. A frame with last set asks the writer to close
+	// the connection once everything before it is written. A writer
+	// goroutine runs only while wq has frames (writing), so there is at
+	// most one; once run has stopped writes (wstopped) none starts, and
+	// what is left goes back unwritten.
+	wmu      sync.Mutex
+	wq       []outFrame
+	writing  bool
+	wstopped bool
+	wexited  chan struct{} // closed when the running writer returns
+
+	closing   error // why the reader asked the writer to close; set before the last frame
 	done      chan struct{}
 	closeOnce sync.Once
 	reason    error // set once, before done is closed
-	// ctx ends with the connection (fail) or the server.
-	ctx    context.Context
-	cancel context.CancelFunc
 }
 
 func newSession(s *Server, conn net.Conn) *session {
 	c := &session{
 		srv:  s,
 		conn: conn,
-		log:  s.log.With().Str("remote", conn.RemoteAddr().String()).Logger(),
-		out:  make(chan outFrame, s.opts.WriteQueue),
 		done: make(chan struct{}),
 	}
-	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	if s.opts.FrameRate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(s.opts.FrameRate), s.opts.FrameBurst)
 	}
 	return c
+}
+
+// event adds the connection's identity (remote, and device once known)
+// to ev, a disabled event (nil) costing nothing. A child logger per
+// connection would hold 500 bytes (zerolog's With) for every idle lamp.
+func (c *session) event(ev *zerolog.Event) *zerolog.Event {
+	if ev == nil {
+		return nil
+	}
+	ev = ev.Str("remote", c.conn.RemoteAddr().String())
+	if c.id != "" {
+		ev = ev.Str("device", c.id)
+	}
+	return ev
 }
 
 // fail closes the connection for reason; the first reason wins.
@@ -71,9 +92,17 @@ func (c *session) fail(reason error) {
 	c.closeOnce.Do(func() {
 		c.reason = reason
 		close(c.done)
-		c.cancel()
 		c.conn.Close()
 	})
+}
+
+func (c *session) ended() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // outFrame is one write for the writer goroutine.
@@ -90,33 +119,76 @@ type outFrame struct {
 // slow and is dropped rather than waited for.
 func (c *session) Deliver(pairs []devices.Pair, done func(ok bool)) bool {
 	frame := AppendCommand(nil, Dialect(c.dialect.Load()), pairs)
-	select {
-	case <-c.done:
+	if c.ended() {
 		return false
-	default:
 	}
-	select {
-	case c.out <- outFrame{b: frame, done: done}:
+	if c.queue(outFrame{b: frame, done: done}) {
 		return true
-	default:
-		c.srv.stats.slowLamps.Add(1)
-		c.fail(ErrSlowLamp)
+	}
+	c.srv.stats.slowLamps.Add(1)
+	c.fail(ErrSlowLamp)
+	return false
+}
+
+// queue appends f to the write queue, starting a writer if none runs. It
+// returns false when the queue is full.
+func (c *session) queue(f outFrame) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.wq) >= c.srv.opts.WriteQueue {
 		return false
+	}
+	c.wq = append(c.wq, f)
+	if !c.writing && !c.wstopped {
+		c.writing = true
+		c.wexited = make(chan struct{})
+		go c.writer(c.wexited)
+	}
+	return true
+}
+
+// nextWrite takes the writer's next frame. When the queue is empty or the
+// connection ended it reports false and the writer must return: writing
+// is cleared under the same lock that saw nothing to do, so a frame
+// queued just after starts a new writer.
+func (c *session) nextWrite() (outFrame, bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.wq) == 0 || c.ended() {
+		c.writing = false
+		return outFrame{}, false
+	}
+	f := c.wq[0]
+	c.wq[0] = outFrame{}
+	c.wq = c.wq[1:]
+	if len(c.wq) == 0 {
+		c.wq = nil // an idle lamp holds no array
+	}
+	return f, true
+}
+
+// stopWrites lets no writer start again and waits for the running one.
+func (c *session) stopWrites() {
+	c.wmu.Lock()
+	c.wstopped = true
+	exited, running := c.wexited, c.writing
+	c.wmu.Unlock()
+	if running {
+		<-exited
 	}
 }
 
 // unwritten reports every command frame still queued when the
 // connection ended as not written, so the registry keeps its commands.
-// Only run calls it, after the writer has stopped.
+// Only run calls it, after stopWrites.
 func (c *session) unwritten() {
-	for {
-		select {
-		case f := <-c.out:
-			if f.done != nil {
-				f.done(false)
-			}
-		default:
-			return
+	c.wmu.Lock()
+	q := c.wq
+	c.wq = nil
+	c.wmu.Unlock()
+	for _, f := range q {
+		if f.done != nil {
+			f.done(false)
 		}
 	}
 }
@@ -126,49 +198,58 @@ func (c *session) Kick() { c.fail(ErrTakenOver) }
 
 // send queues an ERR line. When the queue is full the line is dropped: a
 // lamp that doesn't read its errors loses nothing else by it.
-func (c *session) send(line []byte) {
-	select {
-	case c.out <- outFrame{b: line}:
-	default:
-	}
-}
+func (c *session) send(line []byte) { c.queue(outFrame{b: line}) }
 
-func (c *session) writer(wg *sync.WaitGroup) {
-	defer wg.Done()
+// writer writes the queued frames, one goroutine at a time (see wq), and
+// returns when the queue is empty or the connection ends.
+func (c *session) writer(exited chan struct{}) {
+	defer close(exited)
 	for {
-		select {
-		case <-c.done:
+		f, ok := c.nextWrite()
+		if !ok {
 			return
-		case f := <-c.out:
-			if f.last {
-				c.fail(c.closing)
-				return
-			}
-			c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-			if _, err := c.conn.Write(f.b); err != nil {
-				c.fail(fmt.Errorf("%w: %w", errWrite, err))
-				if f.done != nil {
-					f.done(false)
-				}
-				return
-			}
-			c.mirror("tx", f.b)
+		}
+		if f.last {
+			c.fail(c.closing)
+			c.endWriter()
+			return
+		}
+		c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		if _, err := c.conn.Write(f.b); err != nil {
+			c.fail(fmt.Errorf("%w: %w", errWrite, err))
+			c.endWriter()
 			if f.done != nil {
-				c.srv.stats.commandFrames.Add(1)
-				f.done(true)
-			} else {
-				c.srv.stats.errorLines.Add(1)
+				f.done(false)
 			}
+			return
+		}
+		c.mirror("tx", f.b)
+		if f.done != nil {
+			c.srv.stats.commandFrames.Add(1)
+			f.done(true)
+		} else {
+			c.srv.stats.errorLines.Add(1)
 		}
 	}
 }
 
+// endWriter clears writing for a writer that returns with frames left
+// (the connection has ended: a writer started for them returns at once).
+func (c *session) endWriter() {
+	c.wmu.Lock()
+	c.writing = false
+	c.wmu.Unlock()
+}
+
 func (c *session) run(ctx context.Context, preset *devices.Config) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go c.writer(&wg)
-	stop := context.AfterFunc(ctx, func() { c.fail(ErrServerClosed) })
-	defer stop()
+	// Shutdown fails every session of the server's own, so only another
+	// context (ServeConn's caller's, a dialer's) needs watching; one
+	// watch per lamp on the server's context would cost every idle lamp
+	// an entry in it.
+	if ctx != c.srv.ctx {
+		stop := context.AfterFunc(ctx, func() { c.fail(ErrServerClosed) })
+		defer stop()
+	}
 
 	err := c.handshake(ctx)
 	if err == nil && preset != nil {
@@ -189,7 +270,7 @@ func (c *session) run(ctx context.Context, preset *devices.Config) {
 	if c.closing == nil {
 		c.fail(err)
 	} // else the writer closes once the last ERR line is out, within WriteTimeout
-	wg.Wait()
+	c.stopWrites()
 	if c.id != "" {
 		s := c.srv
 		s.opts.Registry.Detach(c.id, c, func() { s.announceOffline(c.id) })
@@ -233,7 +314,7 @@ func (c *session) endReason() string {
 func (c *session) logEnd() {
 	c.srv.stats.ended(c.endReason())
 	reason := c.reason
-	ev := c.log.Info()
+	level := zerolog.InfoLevel
 	switch {
 	case errors.Is(reason, io.EOF):
 		reason = nil
@@ -242,12 +323,12 @@ func (c *session) logEnd() {
 	case errors.Is(reason, net.ErrClosed):
 		reason = nil // closed by us for a reason already recorded
 	default:
-		ev = c.log.Warn()
+		level = zerolog.WarnLevel
 	}
 	if c.id == "" {
-		ev = c.log.Debug()
+		level = zerolog.DebugLevel
 	}
-	ev.AnErr("reason", reason).Msg("lamp disconnected")
+	c.event(c.srv.log.WithLevel(level)).AnErr("reason", reason).Msg("lamp disconnected")
 }
 
 func (c *session) readLoop() error {
@@ -440,11 +521,8 @@ func (c *session) hello(f Frame) error {
 func (c *session) identify(f Frame, by string, admit func(devices.Holder) error) error {
 	s := c.srv
 	id := f.ID
-	if s.admit != nil {
-		// Wait for a turn, but not past the connection's end.
-		if err := s.admit.Wait(c.ctx); err != nil {
-			return fmt.Errorf("%w: waiting to be admitted", ErrServerClosed)
-		}
+	if s.admit != nil && !c.waitAdmit() {
+		return fmt.Errorf("%w: waiting to be admitted", ErrServerClosed)
 	}
 	tookOver, err := s.opts.Registry.AttachIf(id, c, admit, func() {
 		s.publish(topics.Availability(s.opts.Prefix, id), []byte(topics.Online), true)
@@ -453,9 +531,8 @@ func (c *session) identify(f Frame, by string, admit func(devices.Holder) error)
 		return err
 	}
 	c.id = id
-	c.log = c.log.With().Str("device", id).Logger()
 	c.conn.SetReadDeadline(time.Time{})
-	c.log.Info().Bool("takeover", tookOver).Stringer("dialect", f.Dialect).Str("by", by).Msg("lamp online")
+	c.event(s.log.Info()).Bool("takeover", tookOver).Stringer("dialect", f.Dialect).Str("by", by).Msg("lamp online")
 	if s.opts.Custody != nil {
 		s.opts.Custody.Attached(id)
 	}
@@ -481,9 +558,7 @@ func (c *session) reject(err error) error {
 func (c *session) closeAfter(line []byte, reason error) error {
 	c.send(line)
 	c.closing = reason
-	select {
-	case c.out <- outFrame{last: true}:
-	default:
+	if !c.queue(outFrame{last: true}) {
 		c.fail(reason)
 	}
 	return reason
