@@ -30,8 +30,9 @@ var natsKnownBugs = flag.Bool("nats-known-bugs", false, "run the conformance cas
 // matches it. This is mqttbus's to fix (see the issue 8 report); the
 // cases are skipped here so that CI stays green meanwhile.
 var natsOverlapBug = map[string]bool{
-	"RetainedParentOfHash": true, // "x" live through both "x" and "x/#"
-	"Wildcards":            true, // "a/b/c" through 6 overlapping filters
+	"RetainedParentOfHash":                true, // "x" live through both "x" and "x/#"
+	"RetainedReplayOnlyToNewSubscription": true, // "p/a" live through "p/#" and "p/+" (when the copy is fast enough to be seen)
+	"Wildcards":                           true, // "a/b/c" through 6 overlapping filters
 }
 
 // natsBus connects a Bus to the broker at url for one conformance case.
