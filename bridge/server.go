@@ -87,8 +87,9 @@ type Options struct {
 	// AdmitRate is how many lamps per second may identify, across all
 	// connections; more wait their turn (their connection stays open), so
 	// a fleet reconnecting at once after a power cut is admitted at a
-	// steady pace while MQTT apps keep receiving. 0 means 2000; bursts are a
-	// quarter of a second's worth, at most 500; negative means no limit.
+	// steady pace while MQTT apps keep receiving. 0 means 5000 (a fleet of
+	// 10,000 back within about 2 s); bursts are a quarter of a second's
+	// worth, at most 500; negative means no limit.
 	AdmitRate float64
 	// DebugMirror publishes every frame to and from an identified lamp on
 	// lampgw/debug/<id>/rx and /tx, not retained, tokens replaced by ***.
@@ -148,7 +149,7 @@ func (o *Options) ensureDefaults() {
 		o.MaxConnsPerAddr = 256
 	}
 	if o.AdmitRate == 0 {
-		o.AdmitRate = 2000
+		o.AdmitRate = 5000
 	}
 	if o.FrameRate == 0 {
 		o.FrameRate = 100

@@ -166,7 +166,7 @@ func defaultConfig() config {
 		CommandTTL:      24 * time.Hour,
 		LampMaxRate:     20,
 		ShutdownTimeout: shutdownTimeout,
-		LampAdmitRate:   2000,
+		LampAdmitRate:   5000,
 		HADiscovery:     true,
 		HAPrefix:        hadiscovery.DefaultPrefix,
 		LogLevel:        "info",
