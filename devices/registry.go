@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,9 @@ type device struct {
 	mu       sync.Mutex
 	holder   Holder
 	reported map[string]Value
+	// keys are reported's keys, sorted, for lamp/<id>/state: kept as keys
+	// come rather than sorted on every report.
+	keys []string
 	// fresh holds the keys reported since the current holder attached; a
 	// key's first report on a connection is always published, later ones
 	// only when the value changes.
@@ -290,6 +294,10 @@ func (r *Registry) Report(id string, h Holder, pairs []Pair, publish func(change
 		if known && old == p.Value && d.fresh[p.Key] {
 			continue
 		}
+		if !known {
+			i, _ := slices.BinarySearch(d.keys, p.Key)
+			d.keys = slices.Insert(d.keys, i, p.Key)
+		}
 		d.reported[p.Key] = p.Value
 		d.fresh[p.Key] = true
 		changed = append(changed, p)
@@ -304,16 +312,13 @@ func (r *Registry) Report(id string, h Holder, pairs []Pair, publish func(change
 }
 
 func (d *device) stateJSONLocked() []byte {
-	keys := make([]string, 0, len(d.reported))
 	size := 2
 	for k, v := range d.reported {
-		keys = append(keys, k)
 		size += len(k) + len(v.JSON) + 4
 	}
-	sort.Strings(keys)
 	b := make([]byte, 0, size)
 	b = append(b, '{')
-	for i, k := range keys {
+	for i, k := range d.keys {
 		if i > 0 {
 			b = append(b, ',')
 		}
