@@ -58,8 +58,11 @@ type Options struct {
 	Instance string
 	// Prefix is the lamp topic prefix; "" means topics.DefaultPrefix.
 	Prefix string
-	// QoS of the cluster's publishes and subscriptions; 0 means 1, so
-	// that holder and pending records are not lost on the way.
+	// QoS of the cluster's publishes; 0 means 1, so that holder and
+	// pending records are not lost on the way. Its subscriptions are QoS
+	// 0: what they follow is retained and replayed after a reconnection,
+	// and NATS makes a JetStream consumer for each QoS 1 subscription,
+	// which takes seconds in a cluster, per lamp.
 	QoS byte
 	// Logger receives adoptions and releases at info.
 	Logger zerolog.Logger
@@ -123,7 +126,7 @@ func (c *Coordinator) Start(srv *bridge.Server) error {
 		filter string
 		h      func(string, []byte, bool)
 	}{{statusFilter, c.onStatus}, {holdersFilter, c.onHolder}} {
-		u, err := c.opts.Bus.Subscribe(s.filter, c.opts.QoS, s.h)
+		u, err := c.opts.Bus.Subscribe(s.filter, 0, s.h)
 		if err != nil {
 			c.Close()
 			return fmt.Errorf("cluster: subscribe %s: %w", s.filter, err)
@@ -136,25 +139,18 @@ func (c *Coordinator) Start(srv *bridge.Server) error {
 }
 
 // Reconnected says again what a will may have contradicted while the
-// connection was down: this instance is online and in charge of the lamps
-// connected to it. Give it to the bus as its on-reconnect hook.
+// connection was down: this instance is online. Its lamps follow from
+// the holder records replayed to it: one adopted meanwhile but still
+// connected here is claimed back, one that reconnected elsewhere let go.
+// Give it to the bus as its on-reconnect hook.
 func (c *Coordinator) Reconnected() {
 	c.mu.Lock()
 	srv, closed := c.srv, c.closed
-	ids := make([]string, 0, len(c.care))
-	for id := range c.care {
-		ids = append(ids, id)
-	}
 	c.mu.Unlock()
 	if srv == nil || closed {
 		return
 	}
 	c.publish(StatusTopic(c.opts.Instance), []byte(topics.Online))
-	for _, id := range ids {
-		if srv.Registry().Holder(id) != nil {
-			c.claim(id, true)
-		}
-	}
 }
 
 // Close stops following the cluster and announces this instance offline,
@@ -245,7 +241,7 @@ func (c *Coordinator) subscribeLamp(srv *bridge.Server, id string) ([]func(), er
 		return nil, err
 	}
 	unsubs := []func(){u}
-	u, err = c.opts.Bus.Subscribe(PendingTopic(id), c.opts.QoS, func(_ string, payload []byte, retained bool) {
+	u, err = c.opts.Bus.Subscribe(PendingTopic(id), 0, func(_ string, payload []byte, retained bool) {
 		c.onPending(id, payload, retained)
 	})
 	if err != nil {
@@ -353,12 +349,13 @@ func (c *Coordinator) onHolder(topic string, payload []byte, retained bool) {
 			// Ours in an earlier life: gone with it.
 			c.claim(id, false)
 		}
-	case connected && (retained || h.Adopted):
-		// Adopted while we were cut off from the broker, or a replay of
-		// that after our reconnection: the lamp is still here.
+	case connected && h.Adopted:
+		// Adopted while we were cut off from the broker (seen live, or
+		// replayed after our reconnection): the lamp is still here.
 		c.claim(id, true)
 	case connected:
-		// It reconnected elsewhere; our connection is a dead one.
+		// It reconnected elsewhere; our connection is a dead one, or
+		// about to be replaced anyway.
 		c.release(id, h.Instance)
 	case inCare && h.Adopted && pick(id, []string{me, h.Instance}) == me:
 		// Both adopted it: the pick between the two decides, the same

@@ -129,8 +129,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	gate.open()
 
 	a := g.Addrs()
-	logger.Info().
-		Str("mqtt", addrString(a.MQTT)).
+	ev := logger.Info()
+	if cfg.BrokerURL != "" {
+		ev = ev.Str("broker", redactURL(cfg.BrokerURL)).Str("instance", cfg.InstanceID)
+	}
+	ev.Str("mqtt", addrString(a.MQTT)).
 		Str("ws", addrString(a.WS)).
 		Str("http", addrString(a.HTTP)).
 		Str("bridge", addrString(a.Bridge)).
