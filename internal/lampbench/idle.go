@@ -1,0 +1,140 @@
+package lampbench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// runIdle: IdleLamps idle lamps on a gateway in its own process, whose
+// RSS is read from /proc; then IdleCycles power cuts (every socket reset
+// at once, every lamp dialing again at once). The same lamps then
+// connect to the baseline, a plain Go line server in its own process.
+func runIdle(ctx context.Context, e *env, s *Section) error {
+	o := e.opts
+	n := o.IdleLamps
+	onlineWithin := 30*time.Second + time.Duration(n)*time.Millisecond
+	for round := range o.Rounds {
+		e.log.Info().Str("scenario", Idle).Int("round", round+1).Msg("round")
+		if err := idleGateway(ctx, e, s, onlineWithin); err != nil {
+			return err
+		}
+		if e.opts.Spawn == nil {
+			continue
+		}
+		if err := idleBaseline(ctx, e, s, onlineWithin); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+	}
+	return nil
+}
+
+func idleGateway(ctx context.Context, e *env, s *Section, onlineWithin time.Duration) error {
+	o := e.opts
+	n := o.IdleLamps
+	const prefix = "lbi-"
+	mqtt, bridge, pid := e.mqtt, e.bridge, 0
+	if t := o.Target; t != nil {
+		pid = t.Pid
+	} else {
+		// Room for a whole second fleet: after a power cut the new
+		// connections may arrive before the gateway has seen the old
+		// ones end, and refusing them would measure the limit.
+		c, err := e.startChild(ctx, ModeServe, "--max-lamps", strconv.Itoa(2*n+100),
+			"--lamp-admit-rate", strconv.FormatFloat(o.LampAdmitRate, 'g', -1, 64))
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		mqtt, bridge, pid = c.addrs.MQTT, c.addrs.Bridge, c.cmd.Process.Pid
+	}
+	w, err := watchAvailability(ctx, mqtt, e.clientID("idle-avail"), prefix, n)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	rss := func() (int64, error) {
+		if pid == 0 {
+			return 0, nil
+		}
+		return rssBytes(pid)
+	}
+	before, err := rss()
+	if err != nil {
+		return err
+	}
+	f := newFleet(bridge, prefix, n, o.IdlePerAddr)
+	defer f.close()
+	start := time.Now()
+	if err := f.dial(ctx, 0); err != nil {
+		return err
+	}
+	at, err := w.wait(ctx, onlineWithin)
+	if err != nil {
+		return fmt.Errorf("first connect: %w", err)
+	}
+	s.add("first connect: all online after", "ms", ms(at.Sub(start)))
+	after, err := rss()
+	if err != nil {
+		return err
+	}
+	if pid != 0 {
+		s.add("gateway RSS before lamps", "MB", float64(before)/(1<<20))
+		s.add("gateway RSS per lamp", "KB", float64(after-before)/float64(n)/1024)
+	}
+	worst := time.Duration(0)
+	last := after
+	for cycle := range o.IdleCycles {
+		w.reset()
+		start := time.Now()
+		f.drop()
+		if err := f.dial(ctx, 0); err != nil {
+			return fmt.Errorf("cycle %d: %w", cycle+1, err)
+		}
+		at, err := w.wait(ctx, onlineWithin)
+		if err != nil {
+			return fmt.Errorf("cycle %d: %w", cycle+1, err)
+		}
+		worst = max(worst, at.Sub(start))
+		if last, err = rss(); err != nil {
+			return err
+		}
+	}
+	if o.IdleCycles > 0 {
+		s.add("reconnect: all online after", "ms", ms(worst))
+		if pid != 0 {
+			s.add("RSS growth after cycles", "%", 100*float64(last-after)/float64(after))
+		}
+	}
+	return nil
+}
+
+func idleBaseline(ctx context.Context, e *env, s *Section, within time.Duration) error {
+	o := e.opts
+	c, err := e.startChild(ctx, ModeServeTCP)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	before, err := rssBytes(c.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	f := newFleet(c.addrs.Bridge, "lbb-", o.IdleLamps, o.IdlePerAddr)
+	defer f.close()
+	if err := f.dial(ctx, 0); err != nil {
+		return err
+	}
+	if err := c.waitConns(ctx, o.IdleLamps, within); err != nil {
+		return err
+	}
+	after, err := rssBytes(c.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	s.add("baseline: plain Go server RSS per conn", "KB", float64(after-before)/float64(o.IdleLamps)/1024)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
