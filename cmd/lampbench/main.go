@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
 
 	"github.com/lampgw/lampgw/internal/lampbench"
 )
@@ -52,7 +53,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	lvl, _ := zerolog.ParseLevel(o.LogLevel)
-	o.Bench.Logger = zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05"}).Level(lvl).With().Timestamp().Logger()
+	cw := zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05", NoColor: true}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		cw.NoColor = false
+	}
+	o.Bench.Logger = zerolog.New(cw).Level(lvl).With().Timestamp().Logger()
 	o.Bench.Stderr = stderr
 	o.Bench.Spawn = spawn
 	r, err := lampbench.Run(ctx, o.Bench)

@@ -3,6 +3,7 @@ package lampbench
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 // reset and has not said "offline" since.
 type availWatch struct {
 	prefix string
-	c      paho.Client
+	cs     []paho.Client
 
 	mu     sync.Mutex
 	ok     []bool
@@ -23,19 +24,37 @@ type availWatch struct {
 	doneAt time.Time
 }
 
-// watchAvailability subscribes a new client at addr. Retained messages
+// availPerClient is how many lamps one watching client follows. The
+// broker drops messages for a client whose queue (1,024) is full, and a
+// fleet reconnecting at once sends two messages per lamp within a
+// second: each client subscribes to its lamps' exact topics, so no burst
+// can overflow it.
+const availPerClient = 200
+
+// watchAvailability subscribes new clients at addr. Retained messages
 // (a previous run's last word) are ignored: only what happens from now on
 // counts.
 func watchAvailability(ctx context.Context, addr, clientID, prefix string, n int) (*availWatch, error) {
 	w := &availWatch{prefix: prefix, ok: make([]bool, n), done: make(chan struct{})}
-	c, err := newApp(ctx, addr, clientID)
-	if err != nil {
-		return nil, err
-	}
-	w.c = c
-	if err := subscribe(ctx, c, "lamp/+/availability", w.handle); err != nil {
-		disconnect(c)
-		return nil, err
+	for first := 0; first < n; first += availPerClient {
+		c, err := newApp(ctx, addr, clientID+strconv.Itoa(first/availPerClient))
+		if err != nil {
+			w.close()
+			return nil, err
+		}
+		w.cs = append(w.cs, c)
+		filters := make(map[string]byte)
+		for i := first; i < min(n, first+availPerClient); i++ {
+			filters["lamp/"+prefix+strconv.Itoa(i)+"/availability"] = 0
+		}
+		err = waitToken(ctx, c.SubscribeMultiple(filters, w.handle))
+		if err == nil {
+			err = barrier(ctx, c)
+		}
+		if err != nil {
+			w.close()
+			return nil, fmt.Errorf("subscribe availability: %w", err)
+		}
 	}
 	return w, nil
 }
@@ -96,7 +115,7 @@ func (w *availWatch) wait(ctx context.Context, timeout time.Duration) (time.Time
 	return time.Time{}, fmt.Errorf("%d of %d lamps online after %v", w.count, len(w.ok), timeout)
 }
 
-func (w *availWatch) close() { disconnect(w.c) }
+func (w *availWatch) close() { disconnect(w.cs...) }
 
 // waitOffline returns once no lamp is online, or after timeout.
 func (w *availWatch) waitOffline(ctx context.Context, timeout time.Duration) error {
@@ -142,7 +161,7 @@ func (e *env) connectFleet(ctx context.Context, f *fleet, prefix string) (*avail
 		w.close()
 		return nil, err
 	}
-	// Identification is paced (--lamp-admit-rate, 2000/s by default).
+	// Identification is paced (--lamp-admit-rate).
 	if _, err := w.wait(ctx, 30*time.Second+time.Duration(len(f.ids))*time.Millisecond); err != nil {
 		w.close()
 		f.close()

@@ -55,8 +55,8 @@
 // cycle against after the first connect. The serve child's --max-lamps
 // is twice the fleet so that new connections arriving before the old
 // ones are seen to end are not refused; its admission rate is lampgw's
-// default (2,000/s) unless Options.LampAdmitRate says otherwise, so
-// 10,000 lamps take 5 s at least. The baseline is a plain Go TCP server
+// default (--lamp-admit-rate) unless Options.LampAdmitRate says
+// otherwise, so 10,000 lamps take at least 10,000 over that rate. The baseline is a plain Go TCP server
 // (one goroutine and a bufio.Reader per connection, mode "serve-tcp")
 // holding the same connections, measured the same way.
 //

@@ -158,15 +158,20 @@ func subscribe(ctx context.Context, c paho.Client, filter string, h paho.Message
 	if err := waitToken(ctx, c.Subscribe(filter, 0, h)); err != nil {
 		return fmt.Errorf("subscribe %s: %w", filter, err)
 	}
-	// mochi-mqtt sends the SUBACK before it scans the retained messages
-	// to send, and that scan reads each topic's retained path without the
-	// lock a retained publish writes it under (v2.7.9, reported by -race).
-	// A second SUBSCRIBE is read only once the scan is done, so its
-	// SUBACK says that the scan is over before any lamp reports.
-	if err := waitToken(ctx, c.Subscribe("lampbench/barrier", 0, func(paho.Client, paho.Message) {})); err != nil {
+	if err := barrier(ctx, c); err != nil {
 		return fmt.Errorf("subscribe %s: %w", filter, err)
 	}
 	return nil
+}
+
+// barrier returns once the broker has finished c's last SUBSCRIBE.
+// mochi-mqtt sends the SUBACK before it scans the retained messages to
+// send, and that scan reads each topic's retained path without the lock
+// a retained publish writes it under (v2.7.9, reported by -race). A
+// second SUBSCRIBE is read only once the scan is done, so its SUBACK
+// says that the scan is over before any lamp reports.
+func barrier(ctx context.Context, c paho.Client) error {
+	return waitToken(ctx, c.Subscribe("lampbench/barrier", 0, func(paho.Client, paho.Message) {}))
 }
 
 // disconnect ends every client, waiting at most a few ms for each.
