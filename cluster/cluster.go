@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -82,6 +83,7 @@ type Coordinator struct {
 	holders map[string]string // lamp: instance, from holder topics and our own
 	care    map[string]*care  // lamps in our charge
 	unsubs  []func()
+	syncSeq uint64 // of the last sync marker sent, see Reconnected
 }
 
 // care is one lamp in this instance's charge: the subscriptions to its
@@ -125,7 +127,7 @@ func (c *Coordinator) Start(srv *bridge.Server) error {
 	for _, s := range []struct {
 		filter string
 		h      func(string, []byte, bool)
-	}{{statusFilter, c.onStatus}, {holdersFilter, c.onHolder}} {
+	}{{statusFilter, c.onStatus}, {holdersFilter, c.onHolder}, {c.syncTopic(), c.onSync}} {
 		u, err := c.opts.Bus.Subscribe(s.filter, 0, s.h)
 		if err != nil {
 			c.Close()
@@ -138,19 +140,52 @@ func (c *Coordinator) Start(srv *bridge.Server) error {
 	return c.publish(StatusTopic(c.opts.Instance), []byte(topics.Online))
 }
 
-// Reconnected says again what a will may have contradicted while the
-// connection was down: this instance is online. Its lamps follow from
-// the holder records replayed to it: one adopted meanwhile but still
-// connected here is claimed back, one that reconnected elsewhere let go.
-// Give it to the bus as its on-reconnect hook.
+// Reconnected says again what a will or a broker that lost its state
+// may have contradicted while the connection was down: this instance is
+// online, and so are the lamps connected to it. Which lamps are still
+// ours follows from the holder records replayed after the reconnection:
+// one that reconnected elsewhere is let go; one another instance only
+// adopted is claimed back. The lamps no record contradicts are claimed
+// again once a sync marker, published now, comes back behind the
+// replay. Give it to the bus as its on-reconnect hook.
 func (c *Coordinator) Reconnected() {
 	c.mu.Lock()
 	srv, closed := c.srv, c.closed
+	c.syncSeq++
+	seq := c.syncSeq
 	c.mu.Unlock()
 	if srv == nil || closed {
 		return
 	}
 	c.publish(StatusTopic(c.opts.Instance), []byte(topics.Online))
+	c.opts.Bus.Publish(c.syncTopic(), strconv.AppendUint(nil, seq, 10), c.opts.QoS, false)
+}
+
+// syncTopic is this instance's own marker topic, see Reconnected.
+func (c *Coordinator) syncTopic() string { return root + "/" + c.opts.Instance + "/sync" }
+
+// onSync claims again, after a reconnection's replay, the lamps
+// connected here that no other instance's record took.
+func (c *Coordinator) onSync(_ string, payload []byte, _ bool) {
+	seq, err := strconv.ParseUint(string(payload), 10, 64)
+	c.mu.Lock()
+	if err != nil || seq != c.syncSeq || c.srv == nil {
+		c.mu.Unlock()
+		return
+	}
+	srv := c.srv
+	var ids []string
+	for id := range c.care {
+		if h := c.holders[id]; h == "" || h == c.opts.Instance {
+			ids = append(ids, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		if srv.Registry().Holder(id) != nil {
+			c.claim(id, true)
+		}
+	}
 }
 
 // Close stops following the cluster and announces this instance offline,

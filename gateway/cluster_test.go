@@ -2,11 +2,15 @@ package gateway_test
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/lampgw/lampgw/gateway"
 	"github.com/lampgw/lampgw/internal/engine"
+	"github.com/lampgw/lampgw/internal/testwait"
 )
 
 // startMosquitto runs a real Mosquitto for a cluster test and returns its
@@ -104,4 +108,68 @@ func TestClusterAdoptsLampsOfAnInstanceThatLeaves(t *testing.T) {
 	app.expectAck("lamp/l1/ack", "r1", "brightness", "700", "written")
 	back.send("brightness=700\n")
 	app.expectAck("lamp/l1/ack", "r1", "brightness", "700", "confirmed")
+}
+
+// TestClusterBrokerOutage takes the external broker away: /readyz says
+// so, a lamp's reports wait in the buffer, and reach the broker when it
+// is back.
+func TestClusterBrokerOutage(t *testing.T) {
+	dir := t.TempDir()
+	first, err := engine.StartMosquitto(context.Background(), engine.MosquittoOptions{Dir: dir})
+	engine.Require(t, err)
+	engine.Cleanup(t, first)
+	broker, _ := net.ResolveTCPAddr("tcp", first.Addr)
+	_, addrs := startWith(t, gateway.Options{
+		BridgeAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		BrokerURL: "mqtt://" + first.Addr, InstanceID: "a",
+		Logger: testLogger(t),
+	})
+	app := newApp(t, broker, "lamp/#", "lampgw/#")
+	l := hello(t, app, addrs.Bridge, "l1", "a")
+	base := "http://" + addrs.HTTP.String()
+	if code, body := httpGet(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz with the broker up: %d %q", code, body)
+	}
+	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, "lampgw_upstream_connected 1") {
+		t.Errorf("/metrics lacks lampgw_upstream_connected 1:\n%s", body)
+	}
+
+	first.Kill()
+	testwait.Until(t, "/readyz to say the broker is unreachable", func() bool {
+		code, body := httpGet(t, base+"/readyz")
+		return code == 503 && strings.Contains(body, "broker unreachable")
+	})
+	l.send("brightness=11\n")
+	l.send("brightness=12\n")
+	testwait.Until(t, "the report to wait in the buffer", func() bool {
+		_, body := httpGet(t, base+"/metrics")
+		return strings.Contains(body, "lampgw_upstream_buffered_messages ") && !strings.Contains(body, "lampgw_upstream_buffered_messages 0")
+	})
+
+	port := broker.Port
+	second, err := engine.StartMosquitto(context.Background(), engine.MosquittoOptions{Dir: t.TempDir(), Port: port})
+	engine.Require(t, err)
+	engine.Cleanup(t, second)
+	back := newApp(t, broker, "lamp/l1/brightness", "lamp/l1/availability", "lampgw/holders/l1")
+	// The latest retained value, once the buffer is sent: mosquitto came
+	// back empty, so it can only have come from the buffer. The lamp's
+	// availability and holder record are said again after the
+	// reconnection, and the lamp can be commanded.
+	back.expectPayload("lamp/l1/brightness", "12")
+	back.expectPayload("lampgw/holders/l1", `{"instance":"a"}`)
+	back.expectPayload("lamp/l1/availability", "online")
+	back.publish("lamp/l1/brightness/set", "13", false)
+	l.expectLine("brightness=13")
+	testwait.Until(t, "/readyz ready again", func() bool { code, _ := httpGet(t, base+"/readyz"); return code == 200 })
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

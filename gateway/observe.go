@@ -10,7 +10,7 @@ import (
 
 // newMetrics makes the gateway's metrics, reading its parts at scrape time.
 func (g *Gateway) newMetrics() *metrics.Metrics {
-	return metrics.New(metrics.Sources{
+	src := metrics.Sources{
 		Bridge: g.BridgeStats,
 		Acks: func() map[devices.AckStatus]uint64 {
 			r := g.Registry()
@@ -37,7 +37,15 @@ func (g *Gateway) newMetrics() *metrics.Metrics {
 			}
 			return b.Info()
 		},
-	})
+	}
+	if ext := g.ext; ext != nil {
+		// Cluster mode: no broker of ours to count, but the way to one.
+		src.Broker = nil
+		src.Upstream = func() metrics.Upstream {
+			return metrics.Upstream{Connected: ext.Connected(), Buffered: ext.Buffered(), BufferDropped: ext.BufferDropped()}
+		}
+	}
+	return metrics.New(src)
 }
 
 // ready reports whether the gateway serves: started, not shutting down,

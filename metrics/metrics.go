@@ -19,6 +19,16 @@ type Sources struct {
 	Acks   func() map[devices.AckStatus]uint64
 	Lamps  func() int // lamps identified and connected now
 	Broker func() broker.Info
+	// Upstream is the connection to an external broker in cluster mode;
+	// nil with the embedded broker.
+	Upstream func() Upstream
+}
+
+// Upstream is the state of the connection to an external broker.
+type Upstream struct {
+	Connected     bool
+	Buffered      int   // publishes waiting for the connection
+	BufferDropped int64 // publishes dropped, buffer full, ever
 }
 
 // Metrics is a Prometheus registry with lampgw's metrics and the Go
@@ -74,6 +84,9 @@ var (
 	msgsDroppedDesc = desc("mqtt", "messages_dropped_total", "Messages dropped for MQTT clients too slow to take them.")
 	retainedDesc    = desc("mqtt", "retained_messages", "Retained messages held by the broker now.")
 	subsDesc        = desc("mqtt", "subscriptions", "Subscriptions held by the broker now.")
+	upConnDesc      = desc("upstream", "connected", "1 while the connection to the external broker (--broker-url) is up.")
+	upBufDesc       = desc("upstream", "buffered_messages", "Publishes waiting for the external broker to be reachable again.")
+	upDropDesc      = desc("upstream", "buffer_dropped_total", "Publishes dropped while the external broker was unreachable and the buffer full.")
 )
 
 // collector reads the sources at scrape time.
@@ -81,7 +94,8 @@ type collector struct{ src Sources }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{lampsDesc, connsDesc, framesInDesc, framesOutDesc, endsDesc, refusedDesc,
-		rateDesc, authFailDesc, acksDesc, clientsDesc, msgsInDesc, msgsOutDesc, msgsDroppedDesc, retainedDesc, subsDesc} {
+		rateDesc, authFailDesc, acksDesc, clientsDesc, msgsInDesc, msgsOutDesc, msgsDroppedDesc, retainedDesc, subsDesc,
+		upConnDesc, upBufDesc, upDropDesc} {
 		ch <- d
 	}
 }
@@ -126,5 +140,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(msgsDroppedDesc, float64(i.MessagesDropped))
 		gauge(retainedDesc, float64(i.Retained))
 		gauge(subsDesc, float64(i.Subscriptions))
+	}
+	if c.src.Upstream != nil {
+		u := c.src.Upstream()
+		up := 0.0
+		if u.Connected {
+			up = 1
+		}
+		gauge(upConnDesc, up)
+		gauge(upBufDesc, float64(u.Buffered))
+		counter(upDropDesc, float64(u.BufferDropped))
 	}
 }

@@ -76,9 +76,28 @@ lampgw_mqtt_messages_dropped_total 9
 	}
 }
 
+func TestUpstreamMetrics(t *testing.T) {
+	m := New(Sources{Upstream: func() Upstream { return Upstream{Connected: true, Buffered: 3, BufferDropped: 4} }})
+	want := `
+# HELP lampgw_upstream_connected 1 while the connection to the external broker (--broker-url) is up.
+# TYPE lampgw_upstream_connected gauge
+lampgw_upstream_connected 1
+# HELP lampgw_upstream_buffered_messages Publishes waiting for the external broker to be reachable again.
+# TYPE lampgw_upstream_buffered_messages gauge
+lampgw_upstream_buffered_messages 3
+# HELP lampgw_upstream_buffer_dropped_total Publishes dropped while the external broker was unreachable and the buffer full.
+# TYPE lampgw_upstream_buffer_dropped_total counter
+lampgw_upstream_buffer_dropped_total 4
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "lampgw_upstream_connected",
+		"lampgw_upstream_buffered_messages", "lampgw_upstream_buffer_dropped_total"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestNilSourcesLeaveMetricsOut(t *testing.T) {
 	m := New(Sources{})
-	if n, err := testutil.GatherAndCount(m.reg, "lampgw_bridge_lamps_connected", "lampgw_mqtt_clients_connected"); err != nil || n != 0 {
+	if n, err := testutil.GatherAndCount(m.reg, "lampgw_bridge_lamps_connected", "lampgw_mqtt_clients_connected", "lampgw_upstream_connected"); err != nil || n != 0 {
 		t.Errorf("got %d series, %v; want none", n, err)
 	}
 }

@@ -13,6 +13,9 @@ type MosquittoOptions struct {
 	// Dir holds the generated mosquitto.conf; "" means a new directory
 	// under os.TempDir that the caller may remove (tests pass t.TempDir).
 	Dir string
+	// Port is the loopback port to listen on; 0 means a free one. A test
+	// restarting a broker where its clients expect it gives the old one.
+	Port int
 	// Config is appended to the generated configuration (a listener on
 	// a free loopback port, anonymous access, no persistence, log to
 	// stderr), e.g. "max_queued_messages 10000\n".
@@ -32,9 +35,11 @@ func StartMosquitto(ctx context.Context, opts MosquittoOptions) (*Proc, error) {
 			return nil, err
 		}
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	port := opts.Port
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	conf := filepath.Join(dir, "mosquitto.conf")
 	config := "listener " + strconv.Itoa(port) + " 127.0.0.1\n" +
