@@ -437,11 +437,22 @@ func pick(id string, instances []string) string {
 		h.Write([]byte(id))
 		h.Write([]byte{0})
 		h.Write([]byte(inst))
-		if w := h.Sum64(); best == "" || w > bestW || (w == bestW && inst < best) {
+		if w := mix(h.Sum64()); best == "" || w > bestW || (w == bestW && inst < best) {
 			best, bestW = inst, w
 		}
 	}
 	return best
+}
+
+// mix is splitmix64's finalizer: FNV alone leaves keys that differ only
+// in their last bytes (the instance id) badly spread, one instance
+// getting half the lamps of three.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // record is a pending-commands record as it travels through the broker:
