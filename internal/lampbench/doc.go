@@ -46,7 +46,8 @@
 // idle: the gateway runs in its own process (Options.Spawn, lampbench's
 // hidden "serve" mode), since its RSS must be its own and each process
 // may hold only 20,000 descriptors. 10,000 lamps connect at once from
-// 127.0.1.1 and up, 200 per address (the gateway admits 256 per address);
+// 127.0.1.1 and up, 100 per address (the gateway admits 256 per address,
+// and after a power cut it may still count the old connections);
 // RSS per lamp is (VmRSS with the lamps - VmRSS before) / lamps, read
 // from /proc/<pid>/status once every lamp is online according to
 // lamp/+/availability. Then 5 times every socket is reset at once and

@@ -75,6 +75,9 @@ type Options struct {
 
 	// Idle: IdleLamps lamps from source addresses 127.0.1.1 and up,
 	// IdlePerAddr each, then IdleCycles reconnects of all of them.
+	// IdlePerAddr is 100 by default so that a fleet reconnecting while
+	// the gateway has not yet seen its old connections end stays under
+	// --max-lamps-per-addr (256): old and new together, 200 an address.
 	IdleLamps   int
 	IdleCycles  int
 	IdlePerAddr int
@@ -116,7 +119,7 @@ func Defaults() Options {
 		FanoutWindow:    100,
 		IdleLamps:       10000,
 		IdleCycles:      5,
-		IdlePerAddr:     200,
+		IdlePerAddr:     100,
 		PollLamps:       10,
 		PollInterval:    time.Second,
 		PollDuration:    10 * time.Second,
