@@ -234,7 +234,8 @@ func TestConnectionLimits(t *testing.T) {
 }
 
 func TestFrameRate(t *testing.T) {
-	e := newEnv(t, bridge.Options{FrameRate: 50, FrameBurst: 2})
+	// The state of every frame (StateInterval < 0), to see each frame.
+	e := newEnv(t, bridge.Options{FrameRate: 50, FrameBurst: 2, StateInterval: -1})
 	l := e.dial(context.Background(), true)
 	l.send(t, "HELLO fast\n")
 	e.expect(t, online("fast"))

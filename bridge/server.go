@@ -98,6 +98,13 @@ type Options struct {
 	// something took from the frame's arrival to its last publish, for the
 	// latency histogram of package metrics. It must be fast.
 	ObserveReport func(time.Duration)
+	// StateInterval is the least time between two publishes of a lamp's
+	// lamp/<id>/state: a change after a quiet spell goes out at once,
+	// later ones within the interval are held and the latest goes out
+	// when it ends (values on lamp/<id>/<key> always go at once). 0 means
+	// DefaultStateInterval, 100ms; negative publishes the state with
+	// every report.
+	StateInterval time.Duration
 	// QoS of every publish and subscription; the zero value is QoS 0.
 	QoS byte
 	// Custody, if set, runs the server as one of several bridges on one
@@ -111,6 +118,9 @@ type Options struct {
 }
 
 func (o *Options) ensureDefaults() {
+	if o.StateInterval == 0 {
+		o.StateInterval = DefaultStateInterval
+	}
 	if o.Prefix == "" {
 		o.Prefix = topics.DefaultPrefix
 	}

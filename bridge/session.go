@@ -55,6 +55,12 @@ type session struct {
 	wstopped bool
 	wexited  chan struct{} // closed when the running writer returns
 
+	// State interval (statepace.go): when lamp/<id>/state was last
+	// published, and the state held back until the interval ends.
+	stateMu   sync.Mutex
+	stateAt   time.Time
+	stateNext *pendingState
+
 	closing   error // why the reader asked the writer to close; set before the last frame
 	done      chan struct{}
 	closeOnce sync.Once
@@ -272,6 +278,7 @@ func (c *session) run(ctx context.Context, preset *devices.Config) {
 	} // else the writer closes once the last ERR line is out, within WriteTimeout
 	c.stopWrites()
 	if c.id != "" {
+		c.endState(errors.Is(c.reason, ErrTakenOver) || errors.Is(c.reason, ErrMovedAway))
 		s := c.srv
 		s.opts.Registry.Detach(c.id, c, func() { s.announceOffline(c.id) })
 	}
@@ -458,7 +465,7 @@ func (c *session) publishReport(changed []devices.Pair, state []byte) {
 	for _, p := range changed {
 		s.publish(topics.Value(s.opts.Prefix, c.id, p.Key), []byte(p.Value.Text), true)
 	}
-	s.publish(topics.State(s.opts.Prefix, c.id), state, true)
+	c.publishState(state)
 }
 
 // handshake completes a TLS handshake, if conn is TLS, within

@@ -216,12 +216,12 @@ func (r *Registry) delivered(id string, d *device, h Holder, cmds []Command, ok 
 		}
 		if len(back) > 0 {
 			d.pending = append(back, d.pending...)
+			r.persistLocked(id, d) // before "queued", as in Command
 			if d.holder == nil || d.holder == h {
 				for _, c := range back {
 					r.ackLocked(id, c, Queued)
 				}
 			}
-			r.persistLocked(id, d)
 			r.flushLocked(id, d)
 		}
 		return

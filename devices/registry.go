@@ -349,13 +349,16 @@ func (r *Registry) Command(id string, cmds []Command) error {
 	}
 	r.queueLocked(id, d, cmds)
 	r.flushLocked(id, d)
+	// Stored before "queued" is said: an app that heard it may count on
+	// the command outliving this process (or, in cluster mode, this
+	// instance: the store is then the broker).
+	if len(d.pending) > 0 {
+		r.persistLocked(id, d)
+	}
 	if d.holder == nil {
 		for _, c := range cmds {
 			r.ackLocked(id, c, Queued)
 		}
-	}
-	if len(d.pending) > 0 {
-		r.persistLocked(id, d)
 	}
 	return nil
 }

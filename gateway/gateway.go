@@ -85,6 +85,10 @@ type Options struct {
 	MaxLampsPerAddr      int
 	LampFrameRate        float64
 	LampAdmitRate        float64
+	// StateInterval is the least time between two publishes of one
+	// lamp's lamp/<id>/state (see bridge.Options.StateInterval): 0 means
+	// 100ms, negative every report.
+	StateInterval time.Duration
 	// Command acknowledgement and pacing (see devices.Options): zero
 	// values mean 5s, 24h and 20 frames/s; LampMaxRate < 0 means no limit.
 	ConfirmTimeout time.Duration
@@ -335,6 +339,7 @@ func (g *Gateway) Start() (err error) {
 		MaxConnsPerAddr:     g.opts.MaxLampsPerAddr,
 		FrameRate:           g.opts.LampFrameRate,
 		AdmitRate:           g.opts.LampAdmitRate,
+		StateInterval:       g.opts.StateInterval,
 		Custody:             custody,
 		Logger:              g.log.With().Str("component", "bridge").Logger(),
 	})

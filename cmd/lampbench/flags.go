@@ -20,8 +20,9 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 
 // options is everything lampbench was told, checked.
 type options struct {
-	JSON     bool
-	LogLevel string
+	JSON       bool
+	LogLevel   string
+	CPUProfile string
 	Bench    lampbench.Options
 }
 
@@ -29,6 +30,7 @@ type options struct {
 type flagValues struct {
 	only                       string
 	json                       bool
+	cpuProfile                 string
 	logLevel                   string
 	target                     string
 	mqttPort, bridgePort, http int
@@ -51,6 +53,7 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs.IntVar(&b.Rounds, "rounds", b.Rounds, "rounds per scenario; each figure has its median, min and max")
 	fs.BoolVar(&b.Mosquitto, "mosquitto", b.Mosquitto, "also measure the direct paths through a Mosquitto that lampbench starts on loopback")
 	fs.BoolVar(&v.json, "json", v.json, "print the report as JSON instead of a table")
+	fs.StringVar(&v.cpuProfile, "cpuprofile", v.cpuProfile, "write a CPU profile of the whole run, in-process gateway included, to `file` (go tool pprof)")
 	fs.StringVar(&v.logLevel, "log-level", v.logLevel, "progress on stderr: "+strings.Join(logLevels, "|"))
 	fs.StringVar(&v.target, "target", v.target, "`host` of a running gateway to measure instead of an in-process one")
 	fs.IntVar(&v.mqttPort, "mqtt-port", v.mqttPort, "the target's MQTT `port`")
@@ -103,7 +106,7 @@ func parseArgs(args []string, getenv func(string) string) (options, error) {
 // check validates what the flag package cannot; the sizes are checked
 // by lampbench.Run, whose ErrOptions main reports as a bad flag.
 func (v flagValues) check() (options, error) {
-	o := options{JSON: v.json, LogLevel: strings.ToLower(v.logLevel), Bench: v.b}
+	o := options{JSON: v.json, LogLevel: strings.ToLower(v.logLevel), CPUProfile: v.cpuProfile, Bench: v.b}
 	if !slices.Contains(logLevels, o.LogLevel) {
 		return o, fmt.Errorf("log-level: must be one of %s, got %q", strings.Join(logLevels, ", "), v.logLevel)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -60,6 +61,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	o.Bench.Logger = zerolog.New(cw).Level(lvl).With().Timestamp().Logger()
 	o.Bench.Stderr = stderr
 	o.Bench.Spawn = spawn
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fail(stderr, fmt.Errorf("cpuprofile: %w", err))
+			return 2
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	r, err := lampbench.Run(ctx, o.Bench)
 	if errors.Is(err, lampbench.ErrOptions) {
 		fail(stderr, err)

@@ -59,6 +59,7 @@ const (
 	flagShutdownTimeout = "shutdown-timeout"
 	flagDebugMirror     = "debug-mirror"
 	flagLampAdmitRate   = "lamp-admit-rate"
+	flagStateInterval   = "state-interval"
 	flagHADiscovery     = "ha-discovery"
 	flagHAPrefix        = "ha-prefix"
 	flagBrokerURL       = "broker-url"
@@ -132,6 +133,7 @@ type config struct {
 	ShutdownTimeout     time.Duration
 	DebugMirror         bool
 	LampAdmitRate       float64
+	StateInterval       time.Duration
 	LogLevel            string
 	LogFormat           string // "auto": console on a terminal, else json
 	// HADiscovery publishes Home Assistant MQTT discovery configs under
@@ -167,6 +169,7 @@ func defaultConfig() config {
 		LampMaxRate:     20,
 		ShutdownTimeout: shutdownTimeout,
 		LampAdmitRate:   5000,
+		StateInterval:   100 * time.Millisecond,
 		HADiscovery:     true,
 		HAPrefix:        hadiscovery.DefaultPrefix,
 		LogLevel:        "info",
@@ -211,6 +214,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	flags.IntVar(&cfg.MaxPacketSize, flagMaxPacketSize, cfg.MaxPacketSize, "largest MQTT packet a client may send, in `bytes`")
 	flags.DurationVar(&cfg.ConfirmTimeout, flagConfirmTimeout, cfg.ConfirmTimeout, "a written command not confirmed by the lamp's report within this `duration` is acked unconfirmed")
 	flags.DurationVar(&cfg.CommandTTL, flagCommandTTL, cfg.CommandTTL, "a command not written to its lamp within this `duration` is acked expired and dropped")
+	flags.DurationVar(&cfg.StateInterval, flagStateInterval, cfg.StateInterval, "least `duration` between two publishes of one lamp's lamp/<id>/state: the first change goes at once, later ones within it are held and the latest goes when it ends; values on lamp/<id>/<key> always go at once; 0: every report")
 	flags.Float64Var(&cfg.LampAdmitRate, flagLampAdmitRate, cfg.LampAdmitRate, "lamps per `second` that may identify, across all connections; more wait their turn (a fleet back from a power cut); 0: no limit")
 	flags.BoolVar(&cfg.DebugMirror, flagDebugMirror, cfg.DebugMirror, "publish every lamp frame, both ways, on lampgw/debug/<id>/rx and /tx (tokens masked)")
 	flags.DurationVar(&cfg.ShutdownTimeout, flagShutdownTimeout, cfg.ShutdownTimeout, "on SIGINT or SIGTERM, give lamps, apps and storage this `duration` to finish, then exit 1")
@@ -359,6 +363,9 @@ func (c config) validate() error {
 	}
 	if c.ShutdownTimeout < 100*time.Millisecond || c.ShutdownTimeout > 10*time.Minute {
 		return fmt.Errorf("%s: must be between 100ms and 10m, got %v", flagShutdownTimeout, c.ShutdownTimeout)
+	}
+	if c.StateInterval < 0 || c.StateInterval > time.Minute {
+		return fmt.Errorf("%s: must be between 0 (every report) and 1m, got %v", flagStateInterval, c.StateInterval)
 	}
 	if c.LampAdmitRate < 0 || c.LampAdmitRate > 1000000 {
 		return fmt.Errorf("%s: must be between 0 (no limit) and 1000000, got %v", flagLampAdmitRate, c.LampAdmitRate)

@@ -100,6 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		LampMaxRate:          frameRate(cfg.LampMaxRate),
 		DebugMirror:          cfg.DebugMirror,
 		LampAdmitRate:        frameRate(cfg.LampAdmitRate),
+		StateInterval:        stateInterval(cfg.StateInterval),
 		HADiscovery:          cfg.HADiscovery,
 		HAPrefix:             cfg.HAPrefix,
 		BrokerURL:            cfg.BrokerURL,
@@ -201,4 +202,13 @@ func brokerBuffer(n int) int {
 		return -1
 	}
 	return n
+}
+
+// stateInterval maps --state-interval 0 (every report) to the bridge's
+// negative "no interval"; its 0 would mean the default.
+func stateInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -144,6 +144,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 					"LAMPGW_INSTANCE_ID":            "gw-1",
 					"LAMPGW_BROKER_KEEPALIVE":       "10s",
 					"LAMPGW_BROKER_BUFFER":          "5",
+					"LAMPGW_STATE_INTERVAL":         "0s",
 				},
 			},
 			want: func(c *config) {
@@ -158,7 +159,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 					TLSCert: "/etc/lampgw/cert.pem", TLSKey: "/etc/lampgw/key.pem", TLSClientCA: "/etc/lampgw/ca.pem",
 					HADiscovery: false, HAPrefix: "ha",
 					BrokerURL: "mqtt://emqx:1883", BrokerUser: "gw", BrokerPassword: "s3cret", BrokerCA: "/etc/lampgw/broker-ca.pem",
-					InstanceID: "gw-1", BrokerKeepAlive: 10 * time.Second, BrokerBuffer: 5,
+					InstanceID: "gw-1", BrokerKeepAlive: 10 * time.Second, BrokerBuffer: 5, StateInterval: 0,
 				}
 			},
 		},
@@ -206,6 +207,7 @@ broker-ca: broker-ca.pem
 instance-id: gw_2
 broker-keepalive: 1m
 broker-buffer: 0
+state-interval: 250ms
 `,
 			},
 			want: func(c *config) {
@@ -221,7 +223,7 @@ broker-buffer: 0
 					TLSCert: "cert.pem", TLSKey: "key.pem", TLSClientCA: "ca.pem",
 					HADiscovery: false, HAPrefix: "home/ha",
 					BrokerURL: "mqtts://emqx:8883", BrokerUser: "gw", BrokerPassword: "s3cret", BrokerCA: "broker-ca.pem",
-					InstanceID: "gw_2", BrokerKeepAlive: time.Minute, BrokerBuffer: 0,
+					InstanceID: "gw_2", BrokerKeepAlive: time.Minute, BrokerBuffer: 0, StateInterval: 250 * time.Millisecond,
 				}
 			},
 		},
@@ -312,6 +314,11 @@ func TestParseConfigErrors(t *testing.T) {
 			configCase: configCase{name: "instance-id reserved", args: []string{"--broker-url", "mqtt://emqx:1883", "--instance-id", "holders"}},
 			setting:    "instance-id",
 			want:       `instance-id: must be 1 to 64 of A-Z a-z 0-9 _ - and not a reserved word, got "holders"`,
+		},
+		{
+			configCase: configCase{name: "state-interval negative", args: []string{"--state-interval", "-1s"}},
+			setting:    "state-interval",
+			want:       `state-interval: must be between 0 (every report) and 1m, got -1s`,
 		},
 		{
 			configCase: configCase{name: "broker-keepalive too short", args: []string{"--broker-keepalive", "100ms"}},
