@@ -135,7 +135,9 @@
 // See package topics. Per lamp: retained lamp/<id>/<key> with the plain
 // value, published when a value changes and for each key's first report
 // on a connection; retained lamp/<id>/state, the JSON object of every key
-// reported so far, published once per frame that changed something;
+// reported so far, published after a frame that changed something, at
+// most once per Options.StateInterval (the latest of a burst when the
+// interval ends, a held one before the offline);
 // retained lamp/<id>/availability, "online" once identified and "offline"
 // when the connection ends. When an id connects again while its old
 // connection is still open, the new connection takes over, the old one
