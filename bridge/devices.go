@@ -110,6 +110,19 @@ func (s *Server) schema(id string) devices.Schema {
 }
 
 // matched returns the file entry that identifies a connection from addr.
+// matchedConfig is matched as a pointer, nil if none matches: a
+// devices.Config on ServeConn's stack would stay there for the life of
+// the connection (see serve), so it is not inlined there either.
+//
+//go:noinline
+func (s *Server) matchedConfig(addr net.Addr) *devices.Config {
+	c, ok := s.matched(addr)
+	if !ok {
+		return nil
+	}
+	return &c
+}
+
 func (s *Server) matched(addr net.Addr) (devices.Config, bool) {
 	ta, ok := addr.(*net.TCPAddr)
 	if !ok {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,36 @@ func TestAdmitRate(t *testing.T) {
 	}
 	if s := e.srv.Stats(); s.RefusedTotal != 0 || s.AuthFailures != 0 {
 		t.Errorf("Stats: got %+v, want nothing refused", s)
+	}
+}
+
+// TestIdleLampStack holds an idle lamp's goroutine to a 4 KB stack: the
+// frames below its Read must stay small enough for the runtime to halve
+// the 8 KB it grew to while identifying (see Server.serve). A frame that
+// grows past that doubles what every idle lamp's stack costs.
+func TestIdleLampStack(t *testing.T) {
+	if bridge.RaceEnabled() {
+		t.Skip("-race enlarges every frame")
+	}
+	e := newEnv(t, bridge.Options{MaxConnsPerAddr: 1000, AdmitRate: -1})
+	addr := serveTCP(t, e)
+	const n = 200
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.StackInuse
+	// Real sockets, served by Serve, as lamps are; the test's side of
+	// them has no goroutines.
+	for i := range n {
+		dialTCP(t, addr).send(t, fmt.Sprintf("HELLO idle%d\n", i))
+		e.expect(t, online(fmt.Sprintf("idle%d", i)))
+	}
+	// Each collection halves a stack at most once.
+	for range 4 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	if per := (int64(ms.StackInuse) - int64(before)) / n; per > 5<<10 {
+		t.Errorf("stack per idle lamp: %d bytes, want about 4096", per)
 	}
 }

@@ -4,3 +4,6 @@ package bridge
 // sync.Pool drops items at random, so allocation counts through a pool
 // are not deterministic.
 var raceEnabled bool
+
+// RaceEnabled is raceEnabled for the external tests (package bridge_test).
+func RaceEnabled() bool { return raceEnabled }
