@@ -75,12 +75,17 @@ func idleGateway(ctx context.Context, e *env, s *Section, onlineWithin time.Dura
 		return fmt.Errorf("first connect: %w", err)
 	}
 	s.add("first connect: all online after", "ms", ms(at.Sub(start)))
-	after, err := rss()
+	now, err := rss()
+	if err != nil {
+		return err
+	}
+	after, err := settledRSS(ctx, rss)
 	if err != nil {
 		return err
 	}
 	if pid != 0 {
 		s.add("gateway RSS before lamps", "MB", float64(before)/(1<<20))
+		s.add("gateway RSS per lamp, just online", "KB", float64(now-before)/float64(n)/1024)
 		s.add("gateway RSS per lamp", "KB", float64(after-before)/float64(n)/1024)
 	}
 	worst := time.Duration(0)
@@ -97,9 +102,9 @@ func idleGateway(ctx context.Context, e *env, s *Section, onlineWithin time.Dura
 			return fmt.Errorf("cycle %d: %w", cycle+1, err)
 		}
 		worst = max(worst, at.Sub(start))
-		if last, err = rss(); err != nil {
-			return err
-		}
+	}
+	if last, err = settledRSS(ctx, rss); err != nil {
+		return err
 	}
 	if o.IdleCycles > 0 {
 		s.add("reconnect: all online after", "ms", ms(worst))
@@ -135,6 +140,45 @@ func idleBaseline(ctx context.Context, e *env, s *Section, within time.Duration)
 	}
 	s.add("baseline: plain Go server RSS per conn", "KB", float64(after-before)/float64(o.IdleLamps)/1024)
 	return nil
+}
+
+// Settling: an idle gateway's RSS after a burst of connections falls for
+// a while, as the Go runtime collects and returns to the kernel what the
+// burst used (goroutine stacks grown while lamps identified, then halved
+// at a collection; freed pages, scavenged in the background). "Per idle
+// lamp" means after that: settledRSS waits until RSS has not fallen by
+// more than settleSlack over settleQuiet, at most settleMax.
+const (
+	settleQuiet = 3 * time.Second
+	settleMax   = 30 * time.Second
+	settleSlack = 0.005
+)
+
+func settledRSS(ctx context.Context, rss func() (int64, error)) (int64, error) {
+	deadline := time.Now().Add(settleMax)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	low, err := rss()
+	if err != nil {
+		return 0, err
+	}
+	lowAt := time.Now()
+	for time.Since(lowAt) < settleQuiet && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-tick.C:
+		}
+		v, err := rss()
+		if err != nil {
+			return 0, err
+		}
+		if float64(v) < float64(low)*(1-settleSlack) {
+			lowAt = time.Now()
+		}
+		low = min(low, v)
+	}
+	return low, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
