@@ -11,6 +11,8 @@ FROM golang:1.26 AS build
 WORKDIR /src
 # Modules first, so that a source change does not download them again.
 COPY go.mod go.sum ./
+# The patched broker go.mod replaces mochi with (third_party/README.md).
+COPY third_party ./third_party
 RUN go mod download
 COPY . .
 # CGO_ENABLED=0: static binaries, which the distroless static base needs

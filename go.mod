@@ -75,3 +75,5 @@ require (
 	golang.org/x/text v0.29.0 // indirect
 	golang.org/x/time v0.16.0
 )
+
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-mqtt-server
