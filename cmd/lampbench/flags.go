@@ -23,7 +23,7 @@ type options struct {
 	JSON       bool
 	LogLevel   string
 	CPUProfile string
-	Bench    lampbench.Options
+	Bench      lampbench.Options
 }
 
 // flagValues are the flags as typed.
