@@ -465,11 +465,14 @@ func (b *Bus) onConnect(c paho.Client) {
 	first := false
 	b.readyOnce.Do(func() { first = true })
 	b.resubscribe(c)
+	// Not under opMu: OnConnect may subscribe. Before ready: until flush
+	// has marked the connection up, Publish buffers instead of waiting
+	// for the broker, and New's caller may count on a returned Publish
+	// having reached it.
+	b.flush()
 	if first {
 		close(b.ready)
 	}
-	// Not under opMu: OnConnect may subscribe.
-	b.flush()
 	if !first && b.onConnect2 != nil {
 		b.onConnect2()
 	}
