@@ -71,22 +71,12 @@ func (d *device) knowsLocked(c Command) bool {
 // the holder, which the caller should close; its Detach then finds no
 // device and announces nothing. It reports false if id was not known.
 func (r *Registry) Release(id string) (Holder, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d := r.devices[id]
-	if d == nil {
-		return nil, false
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.forgotten = true
-	d.pending, d.inflight = nil, nil
-	if d.timer != nil {
-		d.timer.Stop()
-		d.timer = nil
-	}
-	delete(r.devices, id)
-	h := d.holder
-	d.holder = nil
-	return h, true
+	return r.take(id, func(d *device) {
+		d.forgotten = true
+		d.pending, d.inflight = nil, nil
+		if d.timer != nil {
+			d.timer.Stop()
+			d.timer = nil
+		}
+	})
 }

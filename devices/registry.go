@@ -486,6 +486,23 @@ func (r *Registry) Holder(id string) Holder {
 // close: from now on its Reports and its Detach find no device and publish
 // nothing. It reports false if id was not known.
 func (r *Registry) Remove(id string, clear func(keys []string)) (Holder, bool) {
+	return r.take(id, func(d *device) {
+		r.forgetLocked(id, d)
+		if clear != nil {
+			keys := make([]string, 0, len(d.reported))
+			for k := range d.reported {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			clear(keys)
+		}
+	})
+}
+
+// take removes id from the registry, running settle on its device under
+// the registry's lock and the device's, and returns its holder (now
+// none); it reports false if id was not known.
+func (r *Registry) take(id string, settle func(d *device)) (Holder, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d := r.devices[id]
@@ -494,16 +511,8 @@ func (r *Registry) Remove(id string, clear func(keys []string)) (Holder, bool) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r.forgetLocked(id, d)
+	settle(d)
 	delete(r.devices, id)
-	if clear != nil {
-		keys := make([]string, 0, len(d.reported))
-		for k := range d.reported {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		clear(keys)
-	}
 	h := d.holder
 	d.holder = nil
 	return h, true
