@@ -5,9 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -31,35 +29,14 @@ var (
 // TestGatewayHelperProcess), so that its resident set size is the
 // gateway's alone and not the lamps' too.
 type gatewayProc struct {
-	cmd    *exec.Cmd
-	in     io.WriteCloser
-	out    *bufio.Scanner
+	helperProc
 	bridge string
 }
 
 func startGatewayProc(tb testing.TB, maxLamps int) *gatewayProc {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestGatewayHelperProcess$", "-test.timeout=0")
-	cmd.Env = append(os.Environ(), "LAMPGW_GATEWAY_HELPER="+strconv.Itoa(maxLamps), "LAMPGW_GATEWAY_DATA="+tb.TempDir())
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	g := &gatewayProc{cmd: cmd, in: in, out: bufio.NewScanner(out)}
-	tb.Cleanup(func() {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			tb.Errorf("gateway helper: %v", err)
-		}
-	})
+	g := &gatewayProc{helperProc: startHelperProc(tb, "TestGatewayHelperProcess",
+		"LAMPGW_GATEWAY_HELPER="+strconv.Itoa(maxLamps), "LAMPGW_GATEWAY_DATA="+tb.TempDir())}
 	addr, err := g.do("addr")
 	if err != nil {
 		tb.Fatal(err)

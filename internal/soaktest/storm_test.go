@@ -105,16 +105,20 @@ func (f *localFleet) drop() error { f.stormFleet.drop(); return nil }
 // remoteFleet is a stormFleet in a child process (this test binary, run
 // as TestStormHelperProcess): each process may hold only so many file
 // descriptors (ulimit -n), and 10,000 lamps need 10,000 on each side.
-type remoteFleet struct {
+// helperProc is this test binary run again as a helper process (one
+// Test*HelperProcess function), talked to by lines on stdin and stdout.
+type helperProc struct {
 	cmd *exec.Cmd
 	in  io.WriteCloser
 	out *bufio.Scanner
 }
 
-func startRemoteFleet(tb testing.TB, addr string, n int) *remoteFleet {
+// startHelperProc starts the helper test run with env added, and waits
+// for it when the test ends.
+func startHelperProc(tb testing.TB, run string, env ...string) helperProc {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestStormHelperProcess$", "-test.timeout=0")
-	cmd.Env = append(os.Environ(), "LAMPGW_STORM_HELPER="+addr, "LAMPGW_STORM_LAMPS="+strconv.Itoa(n))
+	cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -127,14 +131,20 @@ func startRemoteFleet(tb testing.TB, addr string, n int) *remoteFleet {
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	f := &remoteFleet{cmd: cmd, in: in, out: bufio.NewScanner(out)}
 	tb.Cleanup(func() {
 		in.Close()
 		if err := cmd.Wait(); err != nil {
-			tb.Errorf("storm helper: %v", err)
+			tb.Errorf("%s: %v", run, err)
 		}
 	})
-	return f
+	return helperProc{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+}
+
+type remoteFleet struct{ helperProc }
+
+func startRemoteFleet(tb testing.TB, addr string, n int) *remoteFleet {
+	tb.Helper()
+	return &remoteFleet{startHelperProc(tb, "TestStormHelperProcess", "LAMPGW_STORM_HELPER="+addr, "LAMPGW_STORM_LAMPS="+strconv.Itoa(n))}
 }
 
 func (f *remoteFleet) do(verb string) error {
