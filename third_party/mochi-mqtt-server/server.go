@@ -1715,18 +1715,26 @@ func (s *Server) clearExpiredClients(dt int64) {
 
 // clearExpiredRetainedMessage deletes retained messages from topics if they have expired.
 func (s *Server) clearExpiredRetainedMessages(now int64) {
-	for filter, pk := range s.Topics.Retained.GetAll() {
+	// lampgw patch: once a second, this copied every retained message
+	// (GetAll). Now it returns at once when no message can expire (no
+	// expiry of its own, no server maximum), and otherwise finds the
+	// expired ones in place (IDsWhere).
+	maxExpiry := s.Options.Capabilities.MaximumMessageExpiryInterval
+	if maxExpiry == 0 && s.Topics.Retained.Expiring() == 0 {
+		return
+	}
+	expired := s.Topics.Retained.IDsWhere(func(pk packets.Packet) bool {
 		expired := pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now // [MQTT-3.3.2-5]
 
 		// If the maximum message expiry interval is set (greater than 0), and the message
 		// retention period exceeds the maximum expiry, the message will be forcibly removed.
-		enforced := s.Options.Capabilities.MaximumMessageExpiryInterval > 0 &&
-			now-pk.Created > s.Options.Capabilities.MaximumMessageExpiryInterval
+		enforced := maxExpiry > 0 && now-pk.Created > maxExpiry
 
-		if expired || enforced {
-			s.Topics.Retained.Delete(filter)
-			s.hooks.OnRetainedExpired(filter)
-		}
+		return expired || enforced
+	})
+	for _, filter := range expired {
+		s.Topics.Retained.Delete(filter)
+		s.hooks.OnRetainedExpired(filter)
 	}
 }
 

@@ -65,6 +65,9 @@ var (
 // Packets is a concurrency safe map of packets.
 type Packets struct {
 	internal map[string]Packet
+	// expiring counts the packets with an Expiry (lampgw patch), so that
+	// a scan for expired ones can be skipped when there are none.
+	expiring int
 	sync.RWMutex
 }
 
@@ -79,6 +82,12 @@ func NewPackets() *Packets {
 func (p *Packets) Add(id string, val Packet) {
 	p.Lock()
 	defer p.Unlock()
+	if old, ok := p.internal[id]; ok && old.Expiry > 0 {
+		p.expiring--
+	}
+	if val.Expiry > 0 {
+		p.expiring++
+	}
 	p.internal[id] = val
 }
 
@@ -91,6 +100,22 @@ func (p *Packets) GetAll() map[string]Packet {
 		m[k] = v
 	}
 	return m
+}
+
+// IDsWhere returns the ids of the packets for which match is true. It
+// reads the map in place under the read lock (lampgw patch: the server's
+// once-a-second scan for expired retained messages used GetAll, which
+// copied every retained packet, 800 bytes each, into a new map).
+func (p *Packets) IDsWhere(match func(Packet) bool) []string {
+	p.RLock()
+	defer p.RUnlock()
+	var ids []string
+	for k, v := range p.internal {
+		if match(v) {
+			ids = append(ids, k)
+		}
+	}
+	return ids
 }
 
 // Get returns a specific packet in the map by packet id.
@@ -109,10 +134,21 @@ func (p *Packets) Len() int {
 	return val
 }
 
+// Expiring returns the number of packets in the map with an Expiry
+// (lampgw patch).
+func (p *Packets) Expiring() int {
+	p.RLock()
+	defer p.RUnlock()
+	return p.expiring
+}
+
 // Delete removes a packet from the map by packet id.
 func (p *Packets) Delete(id string) {
 	p.Lock()
 	defer p.Unlock()
+	if old, ok := p.internal[id]; ok && old.Expiry > 0 {
+		p.expiring--
+	}
 	delete(p.internal, id)
 }
 
