@@ -54,7 +54,9 @@
 // lamp/+/availability ("just online"), and again once it has settled: no
 // fall of more than 0.5 % for 3 s, at most 30 s (the runtime halves the
 // stacks lamps grew while identifying and returns pages in the
-// background; an idle gateway is what the figure is about). Then 5 times
+// background; an idle gateway is what the figure is about). The CPU the
+// settled gateway then uses over 5 s, from utime and stime in
+// /proc/<pid>/stat, is its idle CPU in percent of one core. Then 5 times
 // every socket is reset at once and every lamp dials again at once; the
 // time is from the reset until every lamp is online again (worst cycle),
 // and RSS growth is the settled RSS after the last cycle against the

@@ -87,6 +87,11 @@ func idleGateway(ctx context.Context, e *env, s *Section, onlineWithin time.Dura
 		s.add("gateway RSS before lamps", "MB", float64(before)/(1<<20))
 		s.add("gateway RSS per lamp, just online", "KB", float64(now-before)/float64(n)/1024)
 		s.add("gateway RSS per lamp", "KB", float64(after-before)/float64(n)/1024)
+		busy, err := idleCPU(ctx, pid)
+		if err != nil {
+			return err
+		}
+		s.add("gateway CPU with every lamp idle", "%", busy)
 	}
 	worst := time.Duration(0)
 	last := after
@@ -140,6 +145,30 @@ func idleBaseline(ctx context.Context, e *env, s *Section, within time.Duration)
 	}
 	s.add("baseline: plain Go server RSS per conn", "KB", float64(after-before)/float64(o.IdleLamps)/1024)
 	return nil
+}
+
+// idleWindow is how long idleCPU watches an idle gateway.
+const idleWindow = 5 * time.Second
+
+// idleCPU is the CPU that process pid uses over idleWindow, in percent of
+// one core: what a gateway does with no lamp saying anything (timers,
+// the broker's own loop, the collector).
+func idleCPU(ctx context.Context, pid int) (float64, error) {
+	t0, err := cpuTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(idleWindow):
+	}
+	t1, err := cpuTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	return 100 * float64(t1-t0) / float64(time.Since(start)), nil
 }
 
 // Settling: an idle gateway's RSS after a burst of connections falls for

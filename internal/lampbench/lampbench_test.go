@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +192,11 @@ func TestEveryScenario(t *testing.T) {
 	// sign to mean anything, so only presence is checked.
 	for _, name := range []string{"gateway RSS per lamp", "RSS growth after cycles", "baseline: plain Go server RSS per conn"} {
 		rounds(t, r, lampbench.Idle, name, n)
+	}
+	for i, v := range rounds(t, r, lampbench.Idle, "gateway CPU with every lamp idle", n) {
+		if v < 0 || v > float64(100*runtime.NumCPU()) {
+			t.Errorf("idle CPU round %d: %v %% of a core with %d cores", i+1, v, runtime.NumCPU())
+		}
 	}
 	for _, name := range []string{"first connect: all online after", "reconnect: all online after"} {
 		for i, v := range rounds(t, r, lampbench.Idle, name, n) {
