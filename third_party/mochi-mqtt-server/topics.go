@@ -122,6 +122,9 @@ func NewSharedSubscriptions() *SharedSubscriptions {
 func (s *SharedSubscriptions) Add(group, id string, val packets.Subscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil {
+		s.internal = map[string]map[string]packets.Subscription{} // lampgw patch: made on first Add
+	}
 	if _, ok := s.internal[group]; !ok {
 		s.internal[group] = map[string]packets.Subscription{}
 	}
@@ -208,6 +211,9 @@ func NewInlineSubscriptions() *InlineSubscriptions {
 func (s *InlineSubscriptions) Add(val InlineSubscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil {
+		s.internal = map[int]InlineSubscription{} // lampgw patch: made on first Add
+	}
 	s.internal[val.Identifier] = val
 }
 
@@ -263,6 +269,9 @@ func NewSubscriptions() *Subscriptions {
 func (s *Subscriptions) Add(id string, val packets.Subscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil {
+		s.internal = map[string]packets.Subscription{} // lampgw patch: made on first Add
+	}
 	s.internal[id] = val
 }
 
@@ -357,8 +366,7 @@ func NewTopicsIndex() *TopicsIndex {
 	return &TopicsIndex{
 		Retained: packets.NewPackets(),
 		root: &particle{
-			particles:     newParticles(),
-			subscriptions: NewSubscriptions(),
+			particles: newParticles(),
 		},
 	}
 }
@@ -633,6 +641,9 @@ func (x *TopicsIndex) gatherSubscriptions(topic string, particle *particle, subs
 		subs.Subscriptions = map[string]packets.Subscription{}
 	}
 
+	if particle.subscriptions.Len() == 0 {
+		return // lampgw patch: no copy of an empty map per node per publish
+	}
 	for client, sub := range particle.subscriptions.GetAll() {
 		if len(sub.Filter) > 0 && topic[0] == '$' && (sub.Filter[0] == '+' || sub.Filter[0] == '#') { // don't match $ topics with top level wildcards [MQTT-4.7.1-1] [MQTT-4.7.1-2]
 			continue
@@ -653,6 +664,9 @@ func (x *TopicsIndex) gatherSharedSubscriptions(particle *particle, subs *Subscr
 		subs.Shared = map[string]map[string]packets.Subscription{}
 	}
 
+	if particle.shared.GroupLen() == 0 {
+		return // lampgw patch: no copy of an empty map per node per publish
+	}
 	for _, shares := range particle.shared.GetAll() {
 		for client, sub := range shares {
 			if _, ok := subs.Shared[sub.Filter]; !ok {
@@ -670,6 +684,9 @@ func (x *TopicsIndex) gatherInlineSubscriptions(particle *particle, subs *Subscr
 		subs.InlineSubscriptions = map[int]InlineSubscription{}
 	}
 
+	if particle.inlineSubscriptions.Len() == 0 {
+		return // lampgw patch: no copy of an empty map per node per publish
+	}
 	for id, inline := range particle.inlineSubscriptions.GetAll() {
 		subs.InlineSubscriptions[id] = inline
 	}
@@ -746,14 +763,14 @@ func IsValidFilter(filter string, forPublish bool) bool {
 
 // particle is a child node on the tree.
 type particle struct {
-	key                 string               // the key of the particle
-	parent              *particle            // a pointer to the parent of the particle
-	particles           particles            // a map of child particles
-	subscriptions       *Subscriptions       // a map of subscriptions made by clients to this ending address
-	shared              *SharedSubscriptions // a map of shared subscriptions keyed on group name
-	inlineSubscriptions *InlineSubscriptions // a map of inline subscriptions for this particle
-	retainPath          string               // path of a retained message
-	sync.Mutex                               // mutex for when making changes to the particle
+	key                 string              // the key of the particle
+	parent              *particle           // a pointer to the parent of the particle
+	particles           particles           // a map of child particles
+	subscriptions       Subscriptions       // a map of subscriptions made by clients to this ending address
+	shared              SharedSubscriptions // a map of shared subscriptions keyed on group name
+	inlineSubscriptions InlineSubscriptions // a map of inline subscriptions for this particle
+	retainPath          string              // path of a retained message
+	sync.Mutex                              // mutex for when making changes to the particle
 }
 
 // retained returns the particle's retainPath under its lock: scanMessages
@@ -767,14 +784,15 @@ func (n *particle) retained() string {
 }
 
 // newParticle returns a pointer to a new instance of particle.
+//
+// lampgw patch: its four maps are held in the particle and made on their
+// first Add, not made eagerly as four more allocations: most nodes of a
+// tree of many devices' topics hold only a retained message (see
+// third_party/README.md).
 func newParticle(key string, parent *particle) *particle {
 	return &particle{
-		key:                 key,
-		parent:              parent,
-		particles:           newParticles(),
-		subscriptions:       NewSubscriptions(),
-		shared:              NewSharedSubscriptions(),
-		inlineSubscriptions: NewInlineSubscriptions(),
+		key:    key,
+		parent: parent,
 	}
 }
 
@@ -794,6 +812,9 @@ func newParticles() particles {
 // add adds a new particle.
 func (p *particles) add(val *particle) {
 	p.Lock()
+	if p.internal == nil {
+		p.internal = map[string]*particle{} // lampgw patch: made on first add
+	}
 	p.internal[val.key] = val
 	p.Unlock()
 }
