@@ -1,7 +1,7 @@
 package hadiscovery
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -65,11 +65,14 @@ type Discovery struct {
 	started bool
 	closed  bool
 	unsubs  []func()
-	// lamps holds the configs last published for each known lamp.
+	// lamps holds digests of the configs last published for each known
+	// lamp. Digests, not the configs: the broker keeps the retained
+	// configs, and a copy here cost each lamp about 2 KB more (the
+	// encoder's buffers).
 	lamps map[string]lampConfigs
 }
 
-type lampConfigs struct{ light, sensor []byte }
+type lampConfigs struct{ light, sensor [sha256.Size]byte }
 
 // New checks opts and returns a Discovery that does nothing until Start.
 func New(opts Options) (*Discovery, error) {
@@ -200,16 +203,14 @@ func (d *Discovery) onStatus(_ string, payload []byte, _ bool) {
 // published, or all of them if force is set.
 func (d *Discovery) announceLocked(id string, force bool) {
 	info := d.opts.Lookup(id)
-	now := lampConfigs{
-		light:  LightConfig(d.opts.Prefix, id, info),
-		sensor: SensorConfig(d.opts.Prefix, id, info),
-	}
+	light, sensor := LightConfig(d.opts.Prefix, id, info), SensorConfig(d.opts.Prefix, id, info)
+	now := lampConfigs{light: sha256.Sum256(light), sensor: sha256.Sum256(sensor)}
 	was, known := d.lamps[id]
-	if force || !known || !bytes.Equal(was.light, now.light) {
-		d.publishLocked(LightTopic(d.opts.HAPrefix, id), now.light)
+	if force || !known || was.light != now.light {
+		d.publishLocked(LightTopic(d.opts.HAPrefix, id), light)
 	}
-	if force || !known || !bytes.Equal(was.sensor, now.sensor) {
-		d.publishLocked(SensorTopic(d.opts.HAPrefix, id), now.sensor)
+	if force || !known || was.sensor != now.sensor {
+		d.publishLocked(SensorTopic(d.opts.HAPrefix, id), sensor)
 	}
 	d.lamps[id] = now
 }
