@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,31 +65,114 @@ var (
 
 // Packets is a concurrency safe map of packets.
 type Packets struct {
-	internal map[string]Packet
+	internal map[string]stored
 	// expiring counts the packets with an Expiry (lampgw patch), so that
 	// a scan for expired ones can be skipped when there are none.
 	expiring int
 	sync.RWMutex
 }
 
+// stored is how Packets holds a Packet (lampgw patch). A Packet is an
+// 800-byte struct, most of it its Connect and Properties parts, which a
+// retained PUBLISH, what Packets holds most, has zero or nearly so: with
+// a few retained messages per device, that was several KB per device.
+// stored holds those two parts behind pointers, nil when zero, and every
+// other field as it is; packet gives the Packet back unchanged.
+type stored struct {
+	connect         *ConnectParams
+	properties      *Properties
+	Payload         []byte
+	ReasonCodes     []byte
+	Filters         Subscriptions
+	TopicName       string
+	Origin          string
+	FixedHeader     FixedHeader
+	Created         int64
+	Expiry          int64
+	Mods            Mods
+	PacketID        uint16
+	ProtocolVersion byte
+	SessionPresent  bool
+	ReasonCode      byte
+	ReservedBit     byte
+	Ignore          bool
+}
+
+func store(pk *Packet) stored {
+	s := stored{
+		Payload:         pk.Payload,
+		ReasonCodes:     pk.ReasonCodes,
+		Filters:         pk.Filters,
+		TopicName:       pk.TopicName,
+		Origin:          pk.Origin,
+		FixedHeader:     pk.FixedHeader,
+		Created:         pk.Created,
+		Expiry:          pk.Expiry,
+		Mods:            pk.Mods,
+		PacketID:        pk.PacketID,
+		ProtocolVersion: pk.ProtocolVersion,
+		SessionPresent:  pk.SessionPresent,
+		ReasonCode:      pk.ReasonCode,
+		ReservedBit:     pk.ReservedBit,
+		Ignore:          pk.Ignore,
+	}
+	if !reflect.ValueOf(&pk.Connect).Elem().IsZero() {
+		c := pk.Connect
+		s.connect = &c
+	}
+	if !reflect.ValueOf(&pk.Properties).Elem().IsZero() {
+		p := pk.Properties
+		s.properties = &p
+	}
+	return s
+}
+
+func (s *stored) packet() Packet {
+	pk := Packet{
+		Payload:         s.Payload,
+		ReasonCodes:     s.ReasonCodes,
+		Filters:         s.Filters,
+		TopicName:       s.TopicName,
+		Origin:          s.Origin,
+		FixedHeader:     s.FixedHeader,
+		Created:         s.Created,
+		Expiry:          s.Expiry,
+		Mods:            s.Mods,
+		PacketID:        s.PacketID,
+		ProtocolVersion: s.ProtocolVersion,
+		SessionPresent:  s.SessionPresent,
+		ReasonCode:      s.ReasonCode,
+		ReservedBit:     s.ReservedBit,
+		Ignore:          s.Ignore,
+	}
+	if s.connect != nil {
+		pk.Connect = *s.connect
+	}
+	if s.properties != nil {
+		pk.Properties = *s.properties
+	}
+	return pk
+}
+
 // NewPackets returns a new instance of Packets.
 func NewPackets() *Packets {
 	return &Packets{
-		internal: map[string]Packet{},
+		internal: map[string]stored{},
 	}
 }
 
 // Add adds a new packet to the map.
 func (p *Packets) Add(id string, val Packet) {
+	v := store(&val)
 	p.Lock()
 	defer p.Unlock()
 	if old, ok := p.internal[id]; ok && old.Expiry > 0 {
 		p.expiring--
 	}
-	if val.Expiry > 0 {
+	if v.Expiry > 0 {
 		p.expiring++
 	}
-	p.internal[id] = val
+	p.internal[id] = v
 }
 
 // GetAll returns all packets in the map.
@@ -97,7 +181,7 @@ func (p *Packets) GetAll() map[string]Packet {
 	defer p.RUnlock()
 	m := map[string]Packet{}
 	for k, v := range p.internal {
-		m[k] = v
+		m[k] = v.packet()
 	}
 	return m
 }
@@ -111,7 +195,7 @@ func (p *Packets) IDsWhere(match func(Packet) bool) []string {
 	defer p.RUnlock()
 	var ids []string
 	for k, v := range p.internal {
-		if match(v) {
+		if match(v.packet()) {
 			ids = append(ids, k)
 		}
 	}
@@ -122,8 +206,11 @@ func (p *Packets) IDsWhere(match func(Packet) bool) []string {
 func (p *Packets) Get(id string) (val Packet, ok bool) {
 	p.RLock()
 	defer p.RUnlock()
-	val, ok = p.internal[id]
-	return val, ok
+	v, ok := p.internal[id]
+	if !ok {
+		return Packet{}, false
+	}
+	return v.packet(), true
 }
 
 // Len returns the number of packets in the map.
