@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -152,15 +153,62 @@ type message struct {
 
 // checkRetainedAcross retains a message through from, subscribes through
 // to, and wants the retained replay, then a live message from to's side
-// through from.
+// through from. The check is retried as a whole, with new clients and a
+// new topic, for up to a minute: on a busy 2-core machine JetStream may
+// still be settling after the cluster's readiness probe, and nats-server
+// then times out a store request and drops the client that made it (CI
+// saw "timeout for request type MS" and the publisher's connection lost).
 func checkRetainedAcross(t *testing.T, from, to *engine.Proc) {
 	t.Helper()
-	topic := "enginetest/" + t.Name() + "/" + from.Name + "-" + to.Name
-	pub := connect(t, from, "pub-"+from.Name+"-"+to.Name)
-	wait(t, "retained publish", pub.Publish(topic, 1, true, "kept"))
+	deadline := time.Now().Add(time.Minute)
+	for i := 0; ; i++ {
+		err := retainedAcross(from, to, fmt.Sprintf("enginetest/%s/%s-%s/%d", t.Name(), from.Name, to.Name, i),
+			fmt.Sprintf("%s-%s-%d", from.Name, to.Name, i))
+		if err == nil {
+			return
+		}
+		if errors.Is(err, errWrongMessage) || time.Now().After(deadline) {
+			t.Fatalf("%s to %s: %v", from.Name, to.Name, err)
+		}
+		t.Logf("%s to %s, attempt %d: %v", from.Name, to.Name, i+1, err)
+	}
+}
 
+// errWrongMessage: a message came, but not the one sent; no retry helps.
+var errWrongMessage = errors.New("wrong message")
+
+func retainedAcross(from, to *engine.Proc, topic, id string) error {
+	dial := func(p *engine.Proc, id string) (paho.Client, error) {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(p.URL()).SetClientID(id).
+			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(waitTimeout))
+		if tok := c.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+			return nil, fmt.Errorf("connect to %s (%s): %v", p.Name, p.Addr, tok.Error())
+		}
+		return c, nil
+	}
+	done := func(what string, tok paho.Token) error {
+		if !tok.WaitTimeout(waitTimeout) {
+			return fmt.Errorf("%s: timed out", what)
+		}
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+	pub, err := dial(from, "pub-"+id)
+	if err != nil {
+		return err
+	}
+	defer pub.Disconnect(0)
+	if err := done("retained publish", pub.Publish(topic, 1, true, "kept")); err != nil {
+		return err
+	}
 	got := make(chan message, 10)
-	sub := connect(t, to, "sub-"+from.Name+"-"+to.Name)
+	sub, err := dial(to, "sub-"+id)
+	if err != nil {
+		return err
+	}
+	defer sub.Disconnect(0)
 	handler := func(_ paho.Client, m paho.Message) {
 		got <- message{m.Topic(), string(m.Payload()), m.Retained()}
 	}
@@ -169,28 +217,34 @@ func checkRetainedAcross(t *testing.T, from, to *engine.Proc) {
 	// replay comes, within the deadline.
 	deadline := time.Now().Add(waitTimeout)
 	for replayed := false; !replayed; {
-		wait(t, "subscribe", sub.Subscribe(topic, 1, handler))
+		if err := done("subscribe", sub.Subscribe(topic, 1, handler)); err != nil {
+			return err
+		}
 		select {
 		case m := <-got:
 			if want := (message{topic, "kept", true}); m != want {
-				t.Fatalf("got %v, want %v", m, want)
+				return fmt.Errorf("%w: got %v, want %v", errWrongMessage, m, want)
 			}
 			replayed = true
 		case <-time.After(time.Second):
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: no retained replay of %s published through %s", to.Name, topic, from.Name)
+				return fmt.Errorf("%s: no retained replay of %s published through %s", to.Name, topic, from.Name)
 			}
-			wait(t, "unsubscribe", sub.Unsubscribe(topic))
+			if err := done("unsubscribe", sub.Unsubscribe(topic)); err != nil {
+				return err
+			}
 		}
 	}
-	wait(t, "live publish", pub.Publish(topic, 1, false, "live"))
+	if err := done("live publish", pub.Publish(topic, 1, false, "live")); err != nil {
+		return err
+	}
 	select {
 	case m := <-got:
 		if want := (message{topic, "live", false}); m != want {
-			t.Fatalf("got %v, want %v", m, want)
+			return fmt.Errorf("%w: got %v, want %v", errWrongMessage, m, want)
 		}
 	case <-time.After(waitTimeout):
-		t.Fatalf("%s: live message through %s not received", to.Name, from.Name)
+		return fmt.Errorf("%s: live message through %s not received", to.Name, from.Name)
 	}
-	wait(t, "clear retained", pub.Publish(topic, 1, true, ""))
+	return done("clear retained", pub.Publish(topic, 1, true, ""))
 }
