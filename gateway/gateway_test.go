@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"github.com/lampgw/lampgw/internal/testwait"
+	"runtime/pprof"
 
 	"bufio"
 	"context"
@@ -59,7 +60,9 @@ func startWith(t *testing.T, opts gateway.Options) (*gateway.Gateway, gateway.Ad
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+			var stacks strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			t.Errorf("Shutdown: %v; goroutines:\n%s", err, stacks.String())
 		}
 	})
 	return g, g.Addrs()

@@ -112,6 +112,12 @@ type Bus struct {
 	queues     sync.WaitGroup // one per subscription goroutine
 	callbacks  sync.WaitGroup // paho callbacks running in Bus code; see enter
 
+	// lost is closed when the connection in use is lost, and made anew
+	// by onConnect: a publish waiting for its acknowledgement stops
+	// waiting then (see waitPublish).
+	lostMu sync.Mutex
+	lost   chan struct{}
+
 	// opMu serialises the SUBSCRIBE and UNSUBSCRIBE round trips with
 	// each other and with the resubscription after a reconnect, so the
 	// broker's subscriptions always follow subs. Taken before mu.
@@ -158,7 +164,9 @@ func New(opts Options) (*Bus, error) {
 		queueSize:  opts.QueueSize,
 		ready:      make(chan struct{}),
 		subs:       map[*sub]struct{}{},
+		lost:       make(chan struct{}),
 	}
+	close(b.lost) // no connection yet
 	b.log = opts.Logger.With().Str("broker", b.broker).Str("client_id", clientID).Logger()
 	b.warn = b.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	b.out.max = opts.Buffer
@@ -191,6 +199,7 @@ func New(opts Options) (*Bus, error) {
 		SetOnConnectHandler(b.onConnect).
 		SetKeepAlive(cmp.Or(opts.KeepAlive, DefaultKeepAlive)).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			b.connectionLost()
 			b.out.down()
 			if b.enter() {
 				defer b.callbacks.Done()
@@ -234,10 +243,11 @@ func New(opts Options) (*Bus, error) {
 // acknowledgement (PUBACK/PUBCOMP for QoS 1/2; for QoS 0, until the
 // packet is written). The payload is copied before Publish returns.
 // While the connection is down, the message is buffered instead (see
-// Options.Buffer) and Publish returns nil. It fails with
-// ErrInvalidTopic, ErrInvalidQoS, ErrClosed, or ErrTimeout, after which
-// the message may still be delivered (paho keeps a QoS 1/2 message for
-// after a reconnect).
+// Options.Buffer) and Publish returns nil; so is a message whose
+// connection is lost before its acknowledgement. It fails with
+// ErrInvalidTopic, ErrInvalidQoS, ErrClosed, or ErrTimeout (connected,
+// but no acknowledgement within Options.AckTimeout), after which the
+// message may still be delivered.
 func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error {
 	if err := dispatch.CheckPublish(topic, qos); err != nil {
 		return err
@@ -255,7 +265,7 @@ func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error
 	}
 	err := b.send(m)
 	if errors.Is(err, ErrNotConnected) {
-		b.buffer(m, true)
+		b.resend(m)
 		return nil
 	}
 	return err
@@ -263,10 +273,75 @@ func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error
 
 // send publishes m and waits as Publish documents.
 func (b *Bus) send(m Message) error {
-	if err := b.wait(b.client.Publish(m.Topic, m.QoS, m.Retain, m.Payload)); err != nil {
+	lost := b.lostSignal()
+	if err := b.waitPublish(b.client.Publish(m.Topic, m.QoS, m.Retain, m.Payload), lost); err != nil {
 		return fmt.Errorf("mqttbus: publish %q: %w", m.Topic, err)
 	}
 	return nil
+}
+
+// resend takes m, whose connection went before the broker acknowledged
+// it. paho does not send it again: with a clean session it forgets
+// unacknowledged publishes when it reconnects (v1.5.1 resets its store).
+// So m is buffered, to go out with the rest after the reconnection; if
+// that has already happened and the buffer is sent, m is sent now.
+func (b *Bus) resend(m Message) {
+	if buffered, _ := b.buffer(m, false); buffered {
+		return
+	}
+	if b.client.IsConnectionOpen() && b.send(m) == nil {
+		return
+	}
+	b.buffer(m, true)
+}
+
+// waitPublish waits for a publish token until it completes, the
+// connection it was sent on (lost, taken before sending) is lost, or
+// the acknowledgement timeout passes. A lost connection is
+// ErrNotConnected: paho would leave the token waiting for good.
+func (b *Bus) waitPublish(tok paho.Token, lost <-chan struct{}) error {
+	t := time.NewTimer(b.ackTimeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+	case <-lost:
+		select {
+		case <-tok.Done():
+		default:
+			return fmt.Errorf("%w: connection lost before the broker acknowledged", ErrNotConnected)
+		}
+	case <-t.C:
+		return ErrTimeout
+	}
+	return b.wait(tok) // done: its error, mapped as wait maps it
+}
+
+// lostSignal returns the channel closed when the current connection is
+// lost (already closed while there is none).
+func (b *Bus) lostSignal() <-chan struct{} {
+	b.lostMu.Lock()
+	defer b.lostMu.Unlock()
+	return b.lost
+}
+
+func (b *Bus) connectionUp() {
+	b.lostMu.Lock()
+	defer b.lostMu.Unlock()
+	select {
+	case <-b.lost:
+		b.lost = make(chan struct{})
+	default: // already up: paho called onConnect twice
+	}
+}
+
+func (b *Bus) connectionLost() {
+	b.lostMu.Lock()
+	defer b.lostMu.Unlock()
+	select {
+	case <-b.lost:
+	default:
+		close(b.lost)
+	}
 }
 
 // buffer keeps m for after the reconnection if the connection is down
@@ -464,6 +539,7 @@ func (b *Bus) onConnect(c paho.Client) {
 	defer b.callbacks.Done()
 	first := false
 	b.readyOnce.Do(func() { first = true })
+	b.connectionUp()
 	b.resubscribe(c)
 	// Not under opMu: OnConnect may subscribe. Before ready: until flush
 	// has marked the connection up, Publish buffers instead of waiting

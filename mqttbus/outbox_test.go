@@ -5,6 +5,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,6 +143,56 @@ func TestWillOnAbruptDisconnect(t *testing.T) {
 	expect(t, got, rec{"will/me", "offline", false})
 }
 
+// TestUnacknowledgedPublishAtConnectionLoss: the broker takes a QoS 1
+// PUBLISH, its PUBACK never comes, and the connection is lost. paho
+// forgets such a publish when it reconnects with a clean session, and
+// left Publish waiting for the whole AckTimeout, then failing (a lamp's
+// report lost, and a shutdown held up while the broker was gone). Now
+// Publish returns as soon as the connection is lost, with the message
+// buffered, and it is sent again after the reconnection.
+func TestUnacknowledgedPublishAtConnectionLoss(t *testing.T) {
+	bk := startEmbedded(t, "127.0.0.1:0")
+	observer := newBus(t, "tcp://"+bk.MQTTAddr().String())
+	got := make(chan rec, 10)
+	if _, err := observer.Subscribe("inflight/#", 1, func(topic string, payload []byte, retained bool) {
+		got <- rec{topic, string(payload), retained}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, bk.MQTTAddr().String())
+	// An AckTimeout longer than the test's waits: returning only when it
+	// passes fails the test.
+	b, err := New(Options{Broker: "tcp://" + p.addr(), Logger: testLogger(t), AckTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+
+	p.muted.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- b.Publish("inflight/state", []byte("1"), 1, true) }()
+	// The broker has it (the observer hears it), its PUBACK is dropped.
+	expect(t, got, rec{"inflight/state", "1", false})
+	select {
+	case err := <-done:
+		t.Fatalf("Publish returned %v before any acknowledgement", err)
+	default:
+	}
+	p.cut()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Publish after the connection was lost: %v, want nil (buffered)", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Publish still waiting after the connection was lost")
+	}
+	p.muted.Store(false)
+	// paho reconnects through the proxy; the buffered message goes again.
+	expect(t, got, rec{"inflight/state", "1", false})
+	testwait.Until(t, "the buffer to empty", func() bool { return b.Buffered() == 0 })
+}
+
 func TestInvalidWill(t *testing.T) {
 	if _, err := New(Options{Broker: "tcp://127.0.0.1:1", Will: Message{Topic: "a/+"}}); err == nil {
 		t.Error("a will to a wildcard topic was accepted")
@@ -154,6 +205,9 @@ type proxy struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	// muted drops what the broker sends while set: a broker that takes
+	// a PUBLISH and never acknowledges it.
+	muted atomic.Bool
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -183,13 +237,30 @@ func startProxy(t *testing.T, target string) *proxy {
 			p.mu.Unlock()
 			wg.Add(2)
 			go func() { defer wg.Done(); io.Copy(up, c); up.Close() }()
-			go func() { defer wg.Done(); io.Copy(c, up); c.Close() }()
+			go func() { defer wg.Done(); p.copyDown(c, up); c.Close() }()
 		}
 	}()
 	return p
 }
 
 func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+// copyDown copies from the broker to the client, dropping what comes
+// while muted.
+func (p *proxy) copyDown(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.muted.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
 
 func (p *proxy) cut() {
 	p.mu.Lock()
