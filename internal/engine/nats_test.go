@@ -74,24 +74,15 @@ func TestNATSClusterShares(t *testing.T) {
 // to a new subscriber on to within a few seconds.
 func retainedRoundTrip(from, to *engine.Proc, topic string) error {
 	const step = 5 * time.Second
-	dial := func(p *engine.Proc, id string) (paho.Client, error) {
-		c := paho.NewClient(paho.NewClientOptions().AddBroker(p.URL()).SetClientID(id).
-			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(step))
-		tok := c.Connect()
-		if !tok.WaitTimeout(step) {
-			return nil, fmt.Errorf("connect %s: timed out", p.Name)
-		}
-		return c, tok.Error()
-	}
-	pub, err := dial(from, "rt-pub")
+	pub, err := dial(from, "rt-pub", step)
 	if err != nil {
 		return err
 	}
 	defer pub.Disconnect(0)
-	if tok := pub.Publish(topic, 1, true, "kept"); !tok.WaitTimeout(step) || tok.Error() != nil {
-		return fmt.Errorf("publish through %s: %v", from.Name, tok.Error())
+	if err := await("publish through "+from.Name, pub.Publish(topic, 1, true, "kept"), step); err != nil {
+		return err
 	}
-	sub, err := dial(to, "rt-sub")
+	sub, err := dial(to, "rt-sub", step)
 	if err != nil {
 		return err
 	}
@@ -103,8 +94,8 @@ func retainedRoundTrip(from, to *engine.Proc, topic string) error {
 		default:
 		}
 	})
-	if !tok.WaitTimeout(step) || tok.Error() != nil {
-		return fmt.Errorf("subscribe through %s: %v", to.Name, tok.Error())
+	if err := await("subscribe through "+to.Name, tok, step); err != nil {
+		return err
 	}
 	select {
 	case p := <-got:
@@ -125,25 +116,25 @@ func TestNATSClusterBadSize(t *testing.T) {
 
 const waitTimeout = 20 * time.Second
 
-func connect(t *testing.T, p *engine.Proc, id string) paho.Client {
-	t.Helper()
+// dial connects a clean MQTT client to p.
+func dial(p *engine.Proc, id string, timeout time.Duration) (paho.Client, error) {
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(p.URL()).SetClientID(id).
-		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(waitTimeout))
-	if tok := c.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
-		t.Fatalf("connect to %s (%s): %v", p.Name, p.Addr, tok.Error())
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(timeout))
+	if err := await("connect to "+p.Name+" ("+p.Addr+")", c.Connect(), timeout); err != nil {
+		return nil, err
 	}
-	t.Cleanup(func() { c.Disconnect(0) })
-	return c
+	return c, nil
 }
 
-func wait(t *testing.T, what string, tok paho.Token) {
-	t.Helper()
-	if !tok.WaitTimeout(waitTimeout) {
-		t.Fatalf("%s: timed out", what)
+// await waits for tok, what naming it in the error.
+func await(what string, tok paho.Token, timeout time.Duration) error {
+	if !tok.WaitTimeout(timeout) {
+		return fmt.Errorf("%s: timed out", what)
 	}
 	if err := tok.Error(); err != nil {
-		t.Fatalf("%s: %v", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }
 
 type message struct {
@@ -178,24 +169,8 @@ func checkRetainedAcross(t *testing.T, from, to *engine.Proc) {
 var errWrongMessage = errors.New("wrong message")
 
 func retainedAcross(from, to *engine.Proc, topic, id string) error {
-	dial := func(p *engine.Proc, id string) (paho.Client, error) {
-		c := paho.NewClient(paho.NewClientOptions().AddBroker(p.URL()).SetClientID(id).
-			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(waitTimeout))
-		if tok := c.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
-			return nil, fmt.Errorf("connect to %s (%s): %v", p.Name, p.Addr, tok.Error())
-		}
-		return c, nil
-	}
-	done := func(what string, tok paho.Token) error {
-		if !tok.WaitTimeout(waitTimeout) {
-			return fmt.Errorf("%s: timed out", what)
-		}
-		if err := tok.Error(); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		return nil
-	}
-	pub, err := dial(from, "pub-"+id)
+	done := func(what string, tok paho.Token) error { return await(what, tok, waitTimeout) }
+	pub, err := dial(from, "pub-"+id, waitTimeout)
 	if err != nil {
 		return err
 	}
@@ -204,7 +179,7 @@ func retainedAcross(from, to *engine.Proc, topic, id string) error {
 		return err
 	}
 	got := make(chan message, 10)
-	sub, err := dial(to, "sub-"+id)
+	sub, err := dial(to, "sub-"+id, waitTimeout)
 	if err != nil {
 		return err
 	}
