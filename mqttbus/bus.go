@@ -199,14 +199,22 @@ func New(opts Options) (*Bus, error) {
 		SetOnConnectHandler(b.onConnect).
 		SetKeepAlive(cmp.Or(opts.KeepAlive, DefaultKeepAlive)).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			b.connectionLost()
-			b.out.down()
+			// paho runs this in a goroutine of its own, which may come
+			// after the reconnection; then it is stale, and the
+			// reconnecting handler, which paho runs in order before each
+			// attempt, has done it.
+			if !b.client.IsConnectionOpen() {
+				b.connectionLost()
+				b.out.down()
+			}
 			if b.enter() {
 				defer b.callbacks.Done()
 				b.log.Warn().Err(err).Msg("connection to broker lost; reconnecting")
 			}
 		}).
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
+			b.connectionLost()
+			b.out.down()
 			if b.enter() {
 				defer b.callbacks.Done()
 				b.log.Info().Msg("reconnecting to broker")
@@ -243,8 +251,9 @@ func New(opts Options) (*Bus, error) {
 // acknowledgement (PUBACK/PUBCOMP for QoS 1/2; for QoS 0, until the
 // packet is written). The payload is copied before Publish returns.
 // While the connection is down, the message is buffered instead (see
-// Options.Buffer) and Publish returns nil; so is a message whose
-// connection is lost before its acknowledgement. It fails with
+// Options.Buffer) and Publish returns nil. If the connection is lost
+// before the acknowledgement, Publish returns nil at once: paho keeps
+// the message and sends it again after the reconnection. It fails with
 // ErrInvalidTopic, ErrInvalidQoS, ErrClosed, or ErrTimeout (connected,
 // but no acknowledgement within Options.AckTimeout), after which the
 // message may still be delivered.
@@ -264,8 +273,11 @@ func (b *Bus) Publish(topic string, payload []byte, qos byte, retain bool) error
 		return nil
 	}
 	err := b.send(m)
+	if errors.Is(err, errInFlight) {
+		return nil
+	}
 	if errors.Is(err, ErrNotConnected) {
-		b.resend(m)
+		b.buffer(m, true)
 		return nil
 	}
 	return err
@@ -280,25 +292,18 @@ func (b *Bus) send(m Message) error {
 	return nil
 }
 
-// resend takes m, whose connection went before the broker acknowledged
-// it. paho does not send it again: with a clean session it forgets
-// unacknowledged publishes when it reconnects (v1.5.1 resets its store).
-// So m is buffered, to go out with the rest after the reconnection; if
-// that has already happened and the buffer is sent, m is sent now.
-func (b *Bus) resend(m Message) {
-	if buffered, _ := b.buffer(m, false); buffered {
-		return
-	}
-	if b.client.IsConnectionOpen() && b.send(m) == nil {
-		return
-	}
-	b.buffer(m, true)
-}
+// errInFlight: the connection went before the broker acknowledged a
+// publish. paho keeps it and sends it again once it has reconnected
+// (v1.5.1 client.reconnect resumes its store), so the message is not
+// buffered as well, which could send a stale retained value after a newer
+// one.
+var errInFlight = errors.New("connection lost before the broker acknowledged; paho sends it again after the reconnection")
 
 // waitPublish waits for a publish token until it completes, the
 // connection it was sent on (lost, taken before sending) is lost, or
-// the acknowledgement timeout passes. A lost connection is
-// ErrNotConnected: paho would leave the token waiting for good.
+// the acknowledgement timeout passes. A lost connection is errInFlight:
+// the token would wait for the reconnection, however long the broker is
+// away, holding a lamp's reader or a shutdown.
 func (b *Bus) waitPublish(tok paho.Token, lost <-chan struct{}) error {
 	t := time.NewTimer(b.ackTimeout)
 	defer t.Stop()
@@ -308,7 +313,7 @@ func (b *Bus) waitPublish(tok paho.Token, lost <-chan struct{}) error {
 		select {
 		case <-tok.Done():
 		default:
-			return fmt.Errorf("%w: connection lost before the broker acknowledged", ErrNotConnected)
+			return errInFlight
 		}
 	case <-t.C:
 		return ErrTimeout
@@ -324,14 +329,17 @@ func (b *Bus) lostSignal() <-chan struct{} {
 	return b.lost
 }
 
+// connectionUp starts a new connection's lost channel; the previous
+// connection is gone, whether or not its loss was seen.
 func (b *Bus) connectionUp() {
 	b.lostMu.Lock()
 	defer b.lostMu.Unlock()
 	select {
 	case <-b.lost:
-		b.lost = make(chan struct{})
-	default: // already up: paho called onConnect twice
+	default:
+		close(b.lost)
 	}
+	b.lost = make(chan struct{})
 }
 
 func (b *Bus) connectionLost() {
@@ -365,7 +373,7 @@ func (b *Bus) flush() {
 		if !ok {
 			break
 		}
-		if err := b.send(m); err != nil {
+		if err := b.send(m); err != nil && !errors.Is(err, errInFlight) {
 			b.out.putBack(m)
 			b.log.Warn().Err(err).Int("sent", n).Msg("sending buffered publishes stopped")
 			return

@@ -4,10 +4,8 @@
 // New connects once, synchronously, and fails with an error naming the
 // broker URL; after that paho reconnects on its own and Bus subscribes
 // again every filter it holds, so subscriptions survive a broker restart.
-// Sessions are clean. Publishes made while the connection is down, and
-// those whose connection went before the broker acknowledged them (paho
-// forgets those at a clean reconnection), wait in a bounded buffer
-// (Options.Buffer) and go out in order once it is back,
+// Sessions are clean. Publishes made while the connection is down wait in
+// a bounded buffer (Options.Buffer) and go out in order once it is back,
 // the latest retained message of a topic only; past the bound the oldest
 // is dropped, counted and logged. A will (Options.Will) lets the broker
 // say the bridge is gone when it dies without a DISCONNECT, and
