@@ -334,19 +334,19 @@ func (b *Bus) lostSignal() <-chan struct{} {
 func (b *Bus) connectionUp() {
 	b.lostMu.Lock()
 	defer b.lostMu.Unlock()
-	select {
-	case <-b.lost:
-	default:
-		close(b.lost)
-	}
+	b.closeLostLocked()
 	b.lost = make(chan struct{})
 }
 
 func (b *Bus) connectionLost() {
 	b.lostMu.Lock()
 	defer b.lostMu.Unlock()
+	b.closeLostLocked()
+}
+
+func (b *Bus) closeLostLocked() {
 	select {
-	case <-b.lost:
+	case <-b.lost: // already
 	default:
 		close(b.lost)
 	}
