@@ -232,12 +232,7 @@ func TestResubscribeAfterBrokerRestart(t *testing.T) {
 	addr := freePort(t)
 	first := startEmbedded(t, addr)
 	b := newBus(t, "tcp://"+addr)
-	got := make(chan rec, 10)
-	if _, err := b.Subscribe("restart/#", 1, func(topic string, payload []byte, retained bool) {
-		got <- rec{topic, string(payload), retained}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	got := collect(t, b, "restart/#")
 	if err := b.Publish("restart/before", []byte("1"), 1, false); err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +246,19 @@ func TestResubscribeAfterBrokerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, got, rec{"restart/live", "3", false})
+}
+
+// collect subscribes b to filter and returns the channel its messages
+// arrive on.
+func collect(t *testing.T, b *Bus, filter string) <-chan rec {
+	t.Helper()
+	got := make(chan rec, 10)
+	if _, err := b.Subscribe(filter, 1, func(topic string, payload []byte, retained bool) {
+		got <- rec{topic, string(payload), retained}
+	}); err != nil {
+		t.Fatalf("Subscribe %s: %v", filter, err)
+	}
+	return got
 }
 
 func expect(t *testing.T, ch <-chan rec, want rec) {
@@ -273,12 +281,7 @@ func TestSubscribeWhileDisconnected(t *testing.T) {
 	b := newBus(t, "tcp://"+addr)
 	first.Close()
 
-	got := make(chan rec, 10)
-	if _, err := b.Subscribe("later/x", 1, func(topic string, payload []byte, retained bool) {
-		got <- rec{topic, string(payload), retained}
-	}); err != nil {
-		t.Fatalf("Subscribe while disconnected: %v", err)
-	}
+	got := collect(t, b, "later/x")
 	startEmbedded(t, addr, "later/x", "v")
 	expect(t, got, rec{"later/x", "v", true})
 }

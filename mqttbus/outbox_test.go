@@ -80,12 +80,7 @@ func TestBufferedWhileBrokerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	got := make(chan rec, 10)
-	if _, err := b.Subscribe("buf/#", 1, func(topic string, payload []byte, retained bool) {
-		got <- rec{topic, string(payload), retained}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	got := collect(t, b, "buf/#")
 	first.Close()
 	testwait.Until(t, "the bus to see the broker gone", func() bool { return !b.client.IsConnectionOpen() })
 
@@ -127,12 +122,7 @@ func TestWillOnAbruptDisconnect(t *testing.T) {
 	bk := startEmbedded(t, "127.0.0.1:0")
 	p := startProxy(t, bk.MQTTAddr().String())
 	observer := newBus(t, "tcp://"+bk.MQTTAddr().String())
-	got := make(chan rec, 10)
-	if _, err := observer.Subscribe("will/#", 1, func(topic string, payload []byte, retained bool) {
-		got <- rec{topic, string(payload), retained}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	got := collect(t, observer, "will/#")
 	b, err := New(Options{Broker: "tcp://" + p.addr(), Logger: testLogger(t),
 		Will: Message{Topic: "will/me", Payload: []byte("offline"), QoS: 1, Retain: true}})
 	if err != nil {
@@ -152,12 +142,7 @@ func TestWillOnAbruptDisconnect(t *testing.T) {
 func TestUnacknowledgedPublishAtConnectionLoss(t *testing.T) {
 	bk := startEmbedded(t, "127.0.0.1:0")
 	observer := newBus(t, "tcp://"+bk.MQTTAddr().String())
-	got := make(chan rec, 10)
-	if _, err := observer.Subscribe("inflight/#", 1, func(topic string, payload []byte, retained bool) {
-		got <- rec{topic, string(payload), retained}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	got := collect(t, observer, "inflight/#")
 	p := startProxy(t, bk.MQTTAddr().String())
 	// An AckTimeout longer than the test's waits: returning only when it
 	// passes fails the test.
